@@ -1,0 +1,1 @@
+"""Adapters layer: Postgres, the document warehouse backends and other I/O."""

@@ -1,0 +1,1 @@
+"""Postgres: embedded server, engine, schema migrations, tables."""

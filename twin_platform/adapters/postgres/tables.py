@@ -1,0 +1,42 @@
+"""SQLAlchemy Core views of the tables the migrations create (queries only; the schema lives in migrations)."""
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+authors = sa.Table(
+    "authors",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("full_name", sa.Text),
+    sa.Column("aliases", postgresql.JSONB),
+    sa.Column("links", postgresql.JSONB),
+    sa.Column("imports", postgresql.JSONB),
+    sa.Column("created_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("updated_at", sa.TIMESTAMP(timezone=True)),
+)
+
+raw_documents = sa.Table(
+    "raw_documents",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("author_id", sa.Text),
+    sa.Column("source_url", sa.Text),
+    sa.Column("category", sa.Text),
+    sa.Column("platform", sa.Text),
+    sa.Column("title", sa.Text),
+    sa.Column("content", sa.Text),
+    sa.Column("published_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("language", sa.Text),
+    sa.Column("metadata", postgresql.JSONB),
+    sa.Column("content_hash", sa.CHAR(64)),
+    sa.Column("version", sa.Integer),
+    sa.Column("first_seen", sa.TIMESTAMP(timezone=True)),
+    sa.Column("last_seen", sa.TIMESTAMP(timezone=True)),
+    sa.Column("updated_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("deleted_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("revision", sa.BigInteger),
+)
+
+revision_seq = sa.Sequence("raw_documents_revision_seq", metadata=metadata)

@@ -1,0 +1,1 @@
+"""Document warehouse backends: Postgres JSONB (default) and MongoDB."""

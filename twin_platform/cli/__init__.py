@@ -1,0 +1,1 @@
+"""The ``twin`` command-line interface (an entry point: it wires adapters into logic)."""

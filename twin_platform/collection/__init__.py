@@ -1,0 +1,1 @@
+"""Collection stage: importers (and, later, crawlers) that turn sources into raw documents."""

@@ -1,0 +1,161 @@
+"""Store what importers found: resolve authors, reject duplicates, upsert in batches, count outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from twin_platform.collection.importers import folder, handbook
+from twin_platform.collection.report import ImportReport, Rejection, Skipped
+from twin_platform.domain.authors import Author
+from twin_platform.domain.documents import DocumentDraft, RawDocument
+from twin_platform.domain.ports import AuthorRegistry, DocumentQuery, DocumentWarehouse
+
+DEFAULT_BATCH_SIZE = 200
+
+
+class ImportAborted(ValueError):
+    """An import that cannot start at all (nothing was stored); the message says why."""
+
+
+class UnknownAuthorError(ImportAborted):
+    pass
+
+
+def describe(draft: DocumentDraft) -> str:
+    """How a rejection names a document: its file, its export id, or its URL."""
+    meta = draft.metadata
+    return str(meta.get("source_path") or meta.get("handbook_id") or draft.source_url)
+
+
+def ingest(
+    items: Iterable[DocumentDraft | Rejection | Skipped],
+    warehouse: DocumentWarehouse,
+    resolve_author: Callable[[DocumentDraft], Author | None],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> ImportReport:
+    """Upsert every draft for its author; ``resolve_author`` returning None leaves a draft out."""
+    report = ImportReport()
+    first_seen_in: dict[tuple[str, str], str] = {}
+    batch: list[RawDocument] = []
+
+    def flush() -> None:
+        for document, outcome in zip(batch, warehouse.upsert_many(batch), strict=True):
+            report.count(outcome)
+            report.by_platform_category[(document.platform, document.category)] += 1
+            report.authors.add(document.author_id)
+            report.seen_source_urls.setdefault(document.author_id, set()).add(document.source_url)
+        batch.clear()
+
+    for item in items:
+        if isinstance(item, Rejection):
+            report.rejected.append(item)
+            continue
+        if isinstance(item, Skipped):
+            report.skipped += 1
+            continue
+        author = resolve_author(item)
+        if author is None:
+            continue
+        key = (author.id, item.source_url)
+        label = describe(item)
+        if key in first_seen_in:
+            report.reject(
+                label,
+                f"{label} has the source URL {item.source_url} of {first_seen_in[key]}, "
+                "imported earlier in this run (duplicate)",
+            )
+            continue
+        first_seen_in[key] = label
+        batch.append(item.for_author(author.id))
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return report
+
+
+def resolve_registered(authors: AuthorRegistry, name: str) -> Author:
+    author = authors.find_by_name(name)
+    if author is None:
+        raise UnknownAuthorError(f"author {name!r} is not registered; add it first with: twin authors add {name!r}")
+    return author
+
+
+def import_path(
+    path: Path,
+    *,
+    warehouse: DocumentWarehouse,
+    authors: AuthorRegistry,
+    author_name: str | None = None,
+    max_bytes: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> ImportReport:
+    """Import a folder of files (for ``author_name``) or a handbook export (its own authors).
+
+    With ``author_name`` a handbook export is limited to that author's documents.
+    Raises :class:`ImportAborted` before storing anything when the import cannot start.
+    """
+    path = path.expanduser()
+    if not path.exists():
+        raise ImportAborted(f"{path} does not exist")
+    target = resolve_registered(authors, author_name) if author_name else None
+
+    if handbook.is_handbook_export(path):
+        users, rejections = handbook.read_users(path, max_bytes=max_bytes)
+        registered: dict[str, Author] = {}
+        for export_id, user in users.items():
+            existing = authors.find_by_name(user.author.full_name)
+            if target is not None and (existing is None or existing.id != target.id):
+                continue
+            registered[export_id] = existing or authors.save(user.author)
+
+        def handbook_author(draft: DocumentDraft) -> Author | None:
+            return registered.get(draft.author_ref or "")
+
+        items = handbook.read_documents(path, users, max_bytes=max_bytes)
+        report = ingest(items, warehouse, handbook_author, batch_size=batch_size)
+        report.rejected[:0] = rejections
+        report.authors |= {author.id for author in registered.values()}
+        return report
+
+    if target is None:
+        raise UnknownAuthorError(f"{path} is a folder of files: say whose they are with --author NAME")
+    return ingest(folder.read_folder(path, max_bytes=max_bytes), warehouse, lambda _: target, batch_size=batch_size)
+
+
+def sync_author_imports(
+    author: Author, *, warehouse: DocumentWarehouse, authors: AuthorRegistry, max_bytes: int
+) -> ImportReport:
+    """Run every import configured for ``author``; documents gone from a source become tombstones.
+
+    A source that cannot be read is a rejection, and then nothing is tombstoned: a missing folder
+    must not look like a folder whose files were all deleted.
+    """
+    report = ImportReport()
+    complete = True
+    importers: set[str] = set()
+    for source in author.imports:
+        path = Path(source)
+        try:
+            report.merge(
+                import_path(path, warehouse=warehouse, authors=authors, author_name=author.id, max_bytes=max_bytes)
+            )
+            importers.add("llm-engineers-handbook" if handbook.is_handbook_export(path) else "folder")
+        except ImportAborted as exc:
+            complete = False
+            report.reject(source, str(exc))
+    if complete and importers:
+        seen = report.seen_source_urls.get(author.id, set())
+        # A file that is there but was rejected this time (say, half-written) keeps its last good version.
+        rejected_files = {rejection.source for rejection in report.rejected}
+        stale = [
+            doc.source_url
+            for doc in warehouse.find(DocumentQuery(author_id=author.id))
+            if doc.metadata.get("importer") in importers
+            and doc.source_url not in seen
+            and doc.metadata.get("source_path") not in rejected_files
+        ]
+        report.tombstoned = warehouse.tombstone(author.id, stale)
+    report.authors.add(author.id)
+    return report

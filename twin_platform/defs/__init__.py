@@ -1,0 +1,1 @@
+"""Dagster definitions, one folder per subject (loaded by ``twin_platform.definitions``)."""

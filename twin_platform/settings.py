@@ -1,0 +1,54 @@
+"""Platform settings, read from ``TWIN_*`` environment variables and a ``.env`` file.
+
+Secrets are ``SecretStr``: their repr is masked, so they never reach logs or Dagster metadata.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TWIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".twin"),
+        description="Where the embedded Postgres, the Dagster instance and artifacts live.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="External Postgres (with pgvector). Unset: an embedded server under the data dir.",
+    )
+    mongodb_url: SecretStr | None = Field(
+        default=None, description="Set to keep raw documents in MongoDB instead of Postgres."
+    )
+    mongodb_database: str = Field(default="twin", description="MongoDB database name.")
+    import_max_file_bytes: int = Field(
+        default=5_000_000, gt=0, description="Files larger than this are rejected by importers."
+    )
+    dagster_host: str = Field(default="127.0.0.1", description="Dagster webserver bind address.")
+    dagster_port: int = Field(default=3000, gt=0, lt=65536, description="Dagster webserver port.")
+
+    @field_validator("database_url", "mongodb_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @cached_property
+    def data_path(self) -> Path:
+        """The data dir as an absolute path (created on first use)."""
+        path = self.data_dir.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_path / "pgdata"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_path / "dagster"
