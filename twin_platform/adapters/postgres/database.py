@@ -51,12 +51,14 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def check_vector_extension(conn: Connection, url: str) -> None:
+def check_vector_extension(conn: Connection, url: str, extension: str = "vector") -> None:
     """Refuse a server without pgvector, with a message that says what to do."""
-    available = conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).scalar()
+    available = conn.execute(
+        text("SELECT 1 FROM pg_available_extensions WHERE name = :name"), {"name": extension}
+    ).scalar()
     if not available:
         raise DatabaseError(
-            f"the Postgres server at {redact(url)} has no 'vector' extension (pgvector). "
+            f"the Postgres server at {redact(url)} has no {extension!r} extension (pgvector). "
             "Install pgvector on that server, or unset TWIN_DATABASE_URL to use the embedded "
             "Postgres that ships with it."
         )

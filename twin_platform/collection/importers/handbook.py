@@ -124,7 +124,7 @@ def read_documents(
 def _draft(record: object, category: Category, users: dict[str, HandbookUser], label: str) -> DocumentDraft:
     if not isinstance(record, dict) or not isinstance(record.get("content"), dict) or "author_id" not in record:
         raise InvalidInput("has an unknown shape: expected a mapping with author_id and a content mapping")
-    record_id = str(record.get("_id", ""))
+    record_id = str(record.get("_id") or "")
     author_ref = str(record["author_id"])
     if author_ref not in users:
         name = record.get("author_full_name") or "unknown"

@@ -1,0 +1,121 @@
+"""The Dagster code location: definitions load, raw_documents runs in-process, the author sensor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from twin_platform.adapters.runtime import Runtime
+from twin_platform.defs.authors.partitions import AUTHORS_PARTITION
+from twin_platform.defs.authors.sensors import author_registry_sensor
+from twin_platform.defs.collection.assets import raw_documents
+from twin_platform.defs.resources import TwinResource
+from twin_platform.domain.authors import Author
+from twin_platform.settings import Settings
+from twin_platform_tests.factories import markdown, write
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    return dg.DagsterInstance.ephemeral()
+
+
+def materialize_author(instance: dg.DagsterInstance, author_id: str, raise_on_error: bool = True):
+    if author_id not in instance.get_dynamic_partitions(AUTHORS_PARTITION):
+        instance.add_dynamic_partitions(AUTHORS_PARTITION, [author_id])
+    return dg.materialize([raw_documents], resources={"twin": TwinResource()}, partition_key=author_id,
+                          instance=instance, raise_on_error=raise_on_error)
+
+
+def metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
+    [materialization] = result.asset_materializations_for_node("raw_documents")
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def test_definitions_load():
+    from twin_platform.definitions import defs
+
+    assert defs.resolve_assets_def("raw_documents").partitions_def == dg.DynamicPartitionsDefinition(
+        name=AUTHORS_PARTITION
+    )
+    assert defs.resolve_sensor_def("author_registry_sensor") is not None
+    assert set(defs.resources or {}) == {"twin"}
+
+
+def test_raw_documents_collects_an_authors_imports_idempotently(runtime: Runtime, tmp_path: Path,
+                                                               instance: dg.DagsterInstance):
+    folder = tmp_path / "corpus"
+    write(folder / "articles/a.md", markdown("A", "Alpha.", canonical_url="https://jane.example.com/a"))
+    write(folder / "posts/b.md", markdown("B", "Beta.", canonical_url="https://www.linkedin.com/posts/jane_b"))
+    write(folder / "broken.md", b"\xff")
+    runtime.authors.save(Author(full_name="Jane Doe", imports=(str(folder),)))
+
+    first = materialize_author(instance, "jane-doe")
+    assert first.success
+    meta = metadata(first)
+    assert (meta["inserted"], meta["unchanged"], meta["rejected"], meta["documents"]) == (2, 0, 1, 2)
+    assert "| linkedin | post | 1 |" in str(meta["by_platform_category"])
+    assert "broken.md is not valid UTF-8" in str(meta["rejections"])
+
+    second = metadata(materialize_author(instance, "jane-doe"))
+    assert (second["inserted"], second["unchanged"], second["documents"]) == (0, 2, 2)
+
+    (folder / "posts/b.md").unlink()
+    third = metadata(materialize_author(instance, "jane-doe"))
+    assert (third["tombstoned"], third["documents"]) == (1, 1)
+
+
+def test_raw_documents_fails_when_every_source_fails(runtime: Runtime, tmp_path: Path,
+                                                    instance: dg.DagsterInstance):
+    runtime.authors.save(Author(full_name="Jane Doe", imports=(str(tmp_path / "missing"),)))
+    result = materialize_author(instance, "jane-doe", raise_on_error=False)
+    assert not result.success
+    failure = result.failure_data_for_node("raw_documents")
+    assert failure is not None
+    assert "every source of Jane Doe failed" in str(failure.error)
+
+
+def test_raw_documents_for_an_unregistered_author_fails_clearly(runtime: Runtime, instance: dg.DagsterInstance):
+    result = materialize_author(instance, "nobody", raise_on_error=False)
+    failure = result.failure_data_for_node("raw_documents")
+    assert failure is not None
+    assert "'nobody' is not in the registry" in str(failure.error)
+
+
+def evaluate(instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"twin": TwinResource()}) as context:
+        result = author_registry_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def test_author_sensor_adds_partitions_and_requests_runs_on_change(runtime: Runtime,
+                                                                  instance: dg.DagsterInstance):
+    runtime.authors.save(Author(full_name="Jane Doe"))
+    result = evaluate(instance)
+    [request] = result.dynamic_partitions_requests or []
+    assert isinstance(request, dg.AddDynamicPartitionsRequest)
+    assert list(request.partition_keys) == ["jane-doe"]
+    assert [r.partition_key for r in result.run_requests or []] == ["jane-doe"]
+    instance.add_dynamic_partitions(AUTHORS_PARTITION, ["jane-doe"])
+
+    quiet = evaluate(instance, result.cursor)
+    assert quiet.skip_reason is not None
+
+    runtime.authors.save(Author(full_name="Jane Doe", links={"medium": ("https://medium.com/@jane",)}))
+    changed = evaluate(instance, result.cursor)
+    assert [r.partition_key for r in changed.run_requests or []] == ["jane-doe"]
+    assert not changed.dynamic_partitions_requests
+
+
+def test_secrets_are_masked(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TWIN_DATABASE_URL", "postgresql://twin:s3cret-pw@db.internal/twin")
+    monkeypatch.setenv("TWIN_MONGODB_URL", "mongodb://twin:s3cret-pw@mongo.internal/")
+    settings = Settings()
+    assert "s3cret" not in repr(settings)
+    assert "s3cret" not in str(settings.model_dump())
+    assert settings.database_url is not None
+    assert "s3cret" in settings.database_url.get_secret_value()
+    assert "s3cret" not in str(TwinResource().model_dump())

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from twin_platform.adapters.postgres.database import (
+    DatabaseError,
+    check_vector_extension,
+    current_revision,
+    downgrade,
+    make_engine,
+    normalize_url,
+    redact,
+    upgrade,
+)
+from twin_platform_tests.conftest import create_database, drop_database
+
+
+@pytest.fixture
+def empty_database(postgres_server: Path):
+    name = create_database(postgres_server, template=None)
+    engine = make_engine(f"postgresql+psycopg://postgres@/{name}?host={postgres_server}")
+    yield engine
+    engine.dispose()
+    drop_database(postgres_server, name)
+
+
+def tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def test_migrations_go_up_down_and_up_again(empty_database: sa.Engine):
+    upgrade(empty_database)
+    assert current_revision(empty_database) == "0001"
+    assert {"authors", "raw_documents", "alembic_version"} <= tables(empty_database)
+    with empty_database.connect() as conn:
+        assert conn.execute(sa.text("SELECT extname FROM pg_extension WHERE extname = 'vector'")).scalar() == "vector"
+
+    downgrade(empty_database, "base")
+    assert current_revision(empty_database) is None
+    assert tables(empty_database) == {"alembic_version"}
+
+    upgrade(empty_database)
+    upgrade(empty_database)  # applying twice is a no-op
+    assert current_revision(empty_database) == "0001"
+
+
+def test_a_server_without_the_extension_is_refused_with_a_clear_message(empty_database: sa.Engine):
+    url = empty_database.url.render_as_string(hide_password=False)
+    with empty_database.connect() as conn:
+        check_vector_extension(conn, url)  # the embedded server has pgvector
+        with pytest.raises(DatabaseError, match=r"no 'not_installed_ext' extension .* unset TWIN_DATABASE_URL"):
+            check_vector_extension(conn, url, extension="not_installed_ext")
+
+
+def test_urls_are_normalised_and_passwords_never_shown():
+    assert normalize_url("postgres://u:pw@db:5432/twin").startswith("postgresql+psycopg://u:pw@db")
+    assert "pw" not in redact("postgresql+psycopg://u:pw@db/twin")
+    with pytest.raises(DatabaseError, match="must be a PostgreSQL URL"):
+        normalize_url("mysql://u@db/twin")
+
+
+def test_embedded_server_answers_on_its_socket(postgres_server: Path):
+    with psycopg.connect(host=str(postgres_server), user="postgres", dbname="postgres") as conn:
+        version = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
+    assert version is not None
+    assert version[0] >= 180000
