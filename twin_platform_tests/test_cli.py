@@ -31,8 +31,18 @@ def partitions() -> list[str]:
 
 
 def test_authors_add_and_list(settings: Settings, tmp_path: Path):
-    code, out = twin("authors", "add", "Jane Doe", "--link", "https://medium.com/@jane", "--alias", "J. Doe",
-                     "--import", str(tmp_path), "--json")
+    code, out = twin(
+        "authors",
+        "add",
+        "Jane Doe",
+        "--link",
+        "https://medium.com/@jane",
+        "--alias",
+        "J. Doe",
+        "--import",
+        str(tmp_path),
+        "--json",
+    )
     assert code == 0
     added = json.loads(out)
     assert added["id"] == "jane-doe"
@@ -58,7 +68,7 @@ def test_authors_add_rejects_bad_input(settings: Settings, args: list[str], mess
     result = runner.invoke(app, ["authors", "add", "Jane Doe", *args])
     assert result.exit_code == 2
     assert message in result.stderr
-    code, out = twin("authors", "list", "--json")
+    _, out = twin("authors", "list", "--json")
     assert json.loads(out) == []
 
 
@@ -148,7 +158,13 @@ def test_db_commands_against_the_embedded_server(tmp_path: Path, monkeypatch: py
 
 def test_the_installed_entry_point_runs(settings: Settings):
     twin_bin = Path(sys.executable).with_name("twin")
-    result = subprocess.run([str(twin_bin), "authors", "list", "--json"], capture_output=True, text=True,
-                            env=os.environ.copy(), timeout=120, check=False)
+    result = subprocess.run(
+        [str(twin_bin), "authors", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []

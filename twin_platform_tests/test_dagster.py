@@ -25,8 +25,13 @@ def instance() -> dg.DagsterInstance:
 def materialize_author(instance: dg.DagsterInstance, author_id: str, raise_on_error: bool = True):
     if author_id not in instance.get_dynamic_partitions(AUTHORS_PARTITION):
         instance.add_dynamic_partitions(AUTHORS_PARTITION, [author_id])
-    return dg.materialize([raw_documents], resources={"twin": TwinResource()}, partition_key=author_id,
-                          instance=instance, raise_on_error=raise_on_error)
+    return dg.materialize(
+        [raw_documents],
+        resources={"twin": TwinResource()},
+        partition_key=author_id,
+        instance=instance,
+        raise_on_error=raise_on_error,
+    )
 
 
 def metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
@@ -44,8 +49,9 @@ def test_definitions_load():
     assert set(defs.resources or {}) == {"twin"}
 
 
-def test_raw_documents_collects_an_authors_imports_idempotently(runtime: Runtime, tmp_path: Path,
-                                                               instance: dg.DagsterInstance):
+def test_raw_documents_collects_an_authors_imports_idempotently(
+    runtime: Runtime, tmp_path: Path, instance: dg.DagsterInstance
+):
     folder = tmp_path / "corpus"
     write(folder / "articles/a.md", markdown("A", "Alpha.", canonical_url="https://jane.example.com/a"))
     write(folder / "posts/b.md", markdown("B", "Beta.", canonical_url="https://www.linkedin.com/posts/jane_b"))
@@ -67,8 +73,7 @@ def test_raw_documents_collects_an_authors_imports_idempotently(runtime: Runtime
     assert (third["tombstoned"], third["documents"]) == (1, 1)
 
 
-def test_raw_documents_fails_when_every_source_fails(runtime: Runtime, tmp_path: Path,
-                                                    instance: dg.DagsterInstance):
+def test_raw_documents_fails_when_every_source_fails(runtime: Runtime, tmp_path: Path, instance: dg.DagsterInstance):
     runtime.authors.save(Author(full_name="Jane Doe", imports=(str(tmp_path / "missing"),)))
     result = materialize_author(instance, "jane-doe", raise_on_error=False)
     assert not result.success
@@ -91,8 +96,7 @@ def evaluate(instance: dg.DagsterInstance, cursor: str | None = None) -> dg.Sens
     return result
 
 
-def test_author_sensor_adds_partitions_and_requests_runs_on_change(runtime: Runtime,
-                                                                  instance: dg.DagsterInstance):
+def test_author_sensor_adds_partitions_and_requests_runs_on_change(runtime: Runtime, instance: dg.DagsterInstance):
     runtime.authors.save(Author(full_name="Jane Doe"))
     result = evaluate(instance)
     [request] = result.dynamic_partitions_requests or []

@@ -22,16 +22,24 @@ MAX = 5_000_000
 
 
 def drafts(root: Path, max_bytes: int = MAX) -> dict[str, DocumentDraft | Rejection | Skipped]:
-    return {item.metadata["source_path"] if isinstance(item, DocumentDraft) else item.source: item
-            for item in read_folder(root, max_bytes=max_bytes)}
+    return {
+        item.metadata["source_path"] if isinstance(item, DocumentDraft) else item.source: item
+        for item in read_folder(root, max_bytes=max_bytes)
+    }
 
 
 def test_markdown_front_matter_is_respected(tmp_path: Path):
-    write(tmp_path / "articles/vector-search.md", markdown(
-        "Vector search in Postgres", "# Ignored heading\n\nFirst paragraph.\n\nSecond paragraph.",
-        date="2025-03-14", tags="[postgres, pgvector]", canonical_url="https://medium.com/@jane/vector-search-1a2b3c",
-        language="en",
-    ))
+    write(
+        tmp_path / "articles/vector-search.md",
+        markdown(
+            "Vector search in Postgres",
+            "# Ignored heading\n\nFirst paragraph.\n\nSecond paragraph.",
+            date="2025-03-14",
+            tags="[postgres, pgvector]",
+            canonical_url="https://medium.com/@jane/vector-search-1a2b3c",
+            language="en",
+        ),
+    )
     item = drafts(tmp_path)["articles/vector-search.md"]
     assert isinstance(item, DocumentDraft)
     assert item.title == "Vector search in Postgres"
@@ -61,12 +69,15 @@ def test_defaults_file_url_folder_category_heading_title(tmp_path: Path):
 
 
 def test_html_title_canonical_date_and_paragraphs(tmp_path: Path):
-    write(tmp_path / "page.html", """<!doctype html><html lang="en"><head><title>Chunking well</title>
+    write(
+        tmp_path / "page.html",
+        """<!doctype html><html lang="en"><head><title>Chunking well</title>
 <link rel="canonical" href="https://jane.example.com/chunking">
 <meta property="article:published_time" content="2024-05-01T08:00:00Z">
 <script>var tracking = 1;</script><style>p {}</style></head>
 <body><nav>Home | About</nav><article><h1>Chunking well</h1><p>First <b>bold</b> point.</p>
-<p>Second point.</p></article></body></html>""")
+<p>Second point.</p></article></body></html>""",
+    )
     item = drafts(tmp_path)["page.html"]
     assert isinstance(item, DocumentDraft)
     assert item.title == "Chunking well"
@@ -79,7 +90,10 @@ def test_html_title_canonical_date_and_paragraphs(tmp_path: Path):
 
 
 def test_html_in_a_declared_legacy_charset_is_decoded(tmp_path: Path):
-    html = '<html><head><meta charset="iso-8859-1"><title>Caf\xe9</title></head><body><p>Cr\xe8me br\xfbl\xe9e.</p></body></html>'
+    html = (
+        '<html><head><meta charset="iso-8859-1"><title>Caf\xe9</title></head>'
+        "<body><p>Cr\xe8me br\xfbl\xe9e.</p></body></html>"
+    )
     write(tmp_path / "latin1.html", html.encode("latin-1"))
     item = drafts(tmp_path)["latin1.html"]
     assert isinstance(item, DocumentDraft)
@@ -129,16 +143,19 @@ def test_folder_import_counts_and_is_idempotent(runtime: Runtime, tmp_path: Path
     write(tmp_path / "a.md", markdown("A", "Alpha.", canonical_url="https://jane.example.com/a"))
     write(tmp_path / "b.md", markdown("B", "Beta.", canonical_url="https://jane.example.com/b"))
     write(tmp_path / "c.md", b"\xff\xfe broken")
-    first = import_path(tmp_path, warehouse=runtime.warehouse, authors=runtime.authors, author_name="j. doe",
-                        max_bytes=MAX)
+    first = import_path(
+        tmp_path, warehouse=runtime.warehouse, authors=runtime.authors, author_name="j. doe", max_bytes=MAX
+    )
     assert (first.inserted, first.updated, first.unchanged, len(first.rejected)) == (2, 0, 0, 1)
-    second = import_path(tmp_path, warehouse=runtime.warehouse, authors=runtime.authors, author_name="Jane Doe",
-                         max_bytes=MAX)
+    second = import_path(
+        tmp_path, warehouse=runtime.warehouse, authors=runtime.authors, author_name="Jane Doe", max_bytes=MAX
+    )
     assert (second.inserted, second.updated, second.unchanged) == (0, 0, 2)
 
     write(tmp_path / "a.md", markdown("A", "Alpha, revised.", canonical_url="https://jane.example.com/a"))
-    third = import_path(tmp_path, warehouse=runtime.warehouse, authors=runtime.authors, author_name="jane-doe",
-                        max_bytes=MAX)
+    third = import_path(
+        tmp_path, warehouse=runtime.warehouse, authors=runtime.authors, author_name="jane-doe", max_bytes=MAX
+    )
     assert (third.inserted, third.updated, third.unchanged) == (0, 1, 1)
     stored = runtime.warehouse.get("jane-doe", "https://jane.example.com/a")
     assert stored is not None
@@ -150,8 +167,9 @@ def test_duplicate_source_urls_in_one_import(runtime: Runtime, tmp_path: Path):
     runtime.authors.save(Author(full_name="Jane Doe"))
     write(tmp_path / "one.md", markdown("One", "First copy.", canonical_url="https://jane.example.com/same"))
     write(tmp_path / "two.md", markdown("Two", "Second copy.", canonical_url="https://jane.example.com/same"))
-    report = import_path(tmp_path, warehouse=runtime.warehouse, authors=runtime.authors, author_name="Jane Doe",
-                         max_bytes=MAX)
+    report = import_path(
+        tmp_path, warehouse=runtime.warehouse, authors=runtime.authors, author_name="Jane Doe", max_bytes=MAX
+    )
     assert report.inserted == 1
     assert [r.source for r in report.rejected] == ["two.md"]
     assert "imported earlier in this run (duplicate)" in report.rejected[0].reason
@@ -163,8 +181,7 @@ def test_duplicate_source_urls_in_one_import(runtime: Runtime, tmp_path: Path):
 def test_import_that_cannot_start_stores_nothing(runtime: Runtime, tmp_path: Path):
     write(tmp_path / "a.md", "# A\n\nAlpha.")
     with pytest.raises(UnknownAuthorError, match="'Nobody' is not registered"):
-        import_path(tmp_path, warehouse=runtime.warehouse, authors=runtime.authors, author_name="Nobody",
-                    max_bytes=MAX)
+        import_path(tmp_path, warehouse=runtime.warehouse, authors=runtime.authors, author_name="Nobody", max_bytes=MAX)
     with pytest.raises(UnknownAuthorError, match="--author"):
         import_path(tmp_path, warehouse=runtime.warehouse, authors=runtime.authors, max_bytes=MAX)
     with pytest.raises(ImportAborted, match="does not exist"):
@@ -204,27 +221,56 @@ def test_sync_with_a_missing_source_tombstones_nothing(runtime: Runtime, tmp_pat
 
 # --- the LLM Engineer's Handbook export ------------------------------------------------------------------
 
+
 def write_export(folder: Path, articles: object, users: object | None = None) -> Path:
-    users = users if users is not None else [
-        {"_id": "u1", "first_name": "Jane", "last_name": "Doe"},
-        {"_id": "u2", "first_name": "John", "last_name": "Roe"},
-    ]
+    users = (
+        users
+        if users is not None
+        else [
+            {"_id": "u1", "first_name": "Jane", "last_name": "Doe"},
+            {"_id": "u2", "first_name": "John", "last_name": "Roe"},
+        ]
+    )
     write(folder / "UserDocument.json", json.dumps(users))
     write(folder / "ArticleDocument.json", json.dumps(articles))
-    write(folder / "PostDocument.json", json.dumps([
-        {"_id": "p1", "author_id": "u2", "platform": "linkedin", "content": {"Post_0": "Short post text."},
-         "image": None},
-    ]))
-    write(folder / "RepositoryDocument.json", json.dumps([
-        {"_id": "r1", "author_id": "u1", "platform": "github", "name": "tool", "link": "https://github.com/jane/tool",
-         "content": {"README.md": "# tool\n\nDoes things.", "main.py": "print('hi')\n"}},
-    ]))
+    write(
+        folder / "PostDocument.json",
+        json.dumps(
+            [
+                {
+                    "_id": "p1",
+                    "author_id": "u2",
+                    "platform": "linkedin",
+                    "content": {"Post_0": "Short post text."},
+                    "image": None,
+                },
+            ]
+        ),
+    )
+    write(
+        folder / "RepositoryDocument.json",
+        json.dumps(
+            [
+                {
+                    "_id": "r1",
+                    "author_id": "u1",
+                    "platform": "github",
+                    "name": "tool",
+                    "link": "https://github.com/jane/tool",
+                    "content": {"README.md": "# tool\n\nDoes things.", "main.py": "print('hi')\n"},
+                },
+            ]
+        ),
+    )
     return folder
 
 
 def article(n: int, author_id: str = "u1", **overrides: object) -> dict[str, object]:
     record: dict[str, object] = {
-        "_id": f"a{n}", "author_id": author_id, "author_full_name": "Jane Doe", "platform": "jane.substack.com",
+        "_id": f"a{n}",
+        "author_id": author_id,
+        "author_full_name": "Jane Doe",
+        "platform": "jane.substack.com",
         "link": f"https://jane.substack.com/p/article-{n}",
         "content": {"Title": f"Article {n}", "Subtitle": "sub", "Content": f"Body of article {n}.", "language": "en"},
     }
@@ -240,7 +286,11 @@ def test_handbook_export_registers_authors_and_maps_every_category(runtime: Runt
     stored = runtime.warehouse.get("jane-doe", "https://jane.substack.com/p/article-1")
     assert stored is not None
     assert (stored.platform, stored.category, stored.title, stored.language) == (
-        Platform.SUBSTACK, Category.ARTICLE, "Article 1", "en")
+        Platform.SUBSTACK,
+        Category.ARTICLE,
+        "Article 1",
+        "en",
+    )
     assert stored.metadata["subtitle"] == "sub"
     post = runtime.warehouse.find(DocumentQuery(author_id="john-roe", category=Category.POST))
     assert [(p.source_url, p.content) for p in post] == [("urn:llm-engineers-handbook:post:p1", "Short post text.")]
@@ -253,14 +303,17 @@ def test_handbook_export_registers_authors_and_maps_every_category(runtime: Runt
 
 
 def test_handbook_export_bad_records_are_rejected_the_rest_stored(runtime: Runtime, tmp_path: Path):
-    export = write_export(tmp_path / "export", [
-        article(1),
-        article(2, author_id="ghost", author_full_name="Ghost Writer"),
-        "not a mapping",
-        article(3, content={"Title": "Empty", "Content": "   "}),
-        article(4, link=None, _id=None),
-        article(5, link="https://jane.substack.com/p/article-1"),
-    ])
+    export = write_export(
+        tmp_path / "export",
+        [
+            article(1),
+            article(2, author_id="ghost", author_full_name="Ghost Writer"),
+            "not a mapping",
+            article(3, content={"Title": "Empty", "Content": "   "}),
+            article(4, link=None, _id=None),
+            article(5, link="https://jane.substack.com/p/article-1"),
+        ],
+    )
     report = import_path(export, warehouse=runtime.warehouse, authors=runtime.authors, max_bytes=MAX)
     reasons = {r.source: r.reason for r in report.rejected}
     assert "who is not in UserDocument.json" in reasons["ArticleDocument.json[1]"]
@@ -285,8 +338,9 @@ def test_handbook_export_of_unknown_shape(runtime: Runtime, tmp_path: Path):
 def test_handbook_export_limited_to_one_author(runtime: Runtime, tmp_path: Path):
     runtime.authors.save(Author(full_name="John Roe"))
     export = write_export(tmp_path / "export", [article(1), article(2, author_id="u2")])
-    report = import_path(export, warehouse=runtime.warehouse, authors=runtime.authors, author_name="John Roe",
-                         max_bytes=MAX)
+    report = import_path(
+        export, warehouse=runtime.warehouse, authors=runtime.authors, author_name="John Roe", max_bytes=MAX
+    )
     assert report.inserted == 2  # john's article and post
     assert {a.id for a in runtime.authors.list()} == {"john-roe"}
 

@@ -30,11 +30,20 @@ def free_port() -> int:
 def test_up_serves_the_ui_materializes_the_demo_and_stops_cleanly(tmp_path: Path):
     port = free_port()
     data_dir = tmp_path / "data"
-    env = {**os.environ, "TWIN_DATA_DIR": str(data_dir), "TWIN_DAGSTER_PORT": str(port),
-           "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    env = {
+        **os.environ,
+        "TWIN_DATA_DIR": str(data_dir),
+        "TWIN_DAGSTER_PORT": str(port),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
     log = (tmp_path / "up.log").open("w+")
-    up = subprocess.Popen([str(Path(sys.executable).with_name("twin")), "up"], env=env, stdout=log,
-                          stderr=subprocess.STDOUT, start_new_session=True)
+    up = subprocess.Popen(
+        [str(Path(sys.executable).with_name("twin")), "up"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     family: set[int] = set()
     postmaster: int | None = None
     try:

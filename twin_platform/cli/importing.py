@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from twin_platform.adapters.runtime import open_runtime
@@ -32,16 +33,25 @@ def print_report(report: ImportReport) -> None:
 def run_import(path: Path, author: str | None, as_json: bool) -> None:
     """Import ``path``; exits 0 when all was stored, 1 when some inputs were rejected, 2 when it could not run."""
     settings = Settings()
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("importing {task.description}"),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json,
+    )
     try:
-        with open_runtime(settings) as runtime:
-            if not as_json:
-                err.print(f"importing {path} ...", highlight=False)
+        with open_runtime(settings) as runtime, progress:
+            task = progress.add_task(str(path), total=None)
             report = import_path(
                 path,
                 warehouse=runtime.warehouse,
                 authors=runtime.authors,
                 author_name=author,
                 max_bytes=settings.import_max_file_bytes,
+                on_item=lambda: progress.advance(task),
             )
     except ImportAborted as exc:
         raise fail(str(exc), EXIT_ABORTED) from None

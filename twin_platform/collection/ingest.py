@@ -34,8 +34,12 @@ def ingest(
     resolve_author: Callable[[DocumentDraft], Author | None],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    on_item: Callable[[], None] | None = None,
 ) -> ImportReport:
-    """Upsert every draft for its author; ``resolve_author`` returning None leaves a draft out."""
+    """Upsert every draft for its author; ``resolve_author`` returning None leaves a draft out.
+
+    ``on_item`` is called once per input read (for progress bars).
+    """
     report = ImportReport()
     first_seen_in: dict[tuple[str, str], str] = {}
     batch: list[RawDocument] = []
@@ -49,6 +53,8 @@ def ingest(
         batch.clear()
 
     for item in items:
+        if on_item is not None:
+            on_item()
         if isinstance(item, Rejection):
             report.rejected.append(item)
             continue
@@ -90,6 +96,7 @@ def import_path(
     author_name: str | None = None,
     max_bytes: int,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    on_item: Callable[[], None] | None = None,
 ) -> ImportReport:
     """Import a folder of files (for ``author_name``) or a handbook export (its own authors).
 
@@ -114,14 +121,20 @@ def import_path(
             return registered.get(draft.author_ref or "")
 
         items = handbook.read_documents(path, users, max_bytes=max_bytes)
-        report = ingest(items, warehouse, handbook_author, batch_size=batch_size)
+        report = ingest(items, warehouse, handbook_author, batch_size=batch_size, on_item=on_item)
         report.rejected[:0] = rejections
         report.authors |= {author.id for author in registered.values()}
         return report
 
     if target is None:
         raise UnknownAuthorError(f"{path} is a folder of files: say whose they are with --author NAME")
-    return ingest(folder.read_folder(path, max_bytes=max_bytes), warehouse, lambda _: target, batch_size=batch_size)
+    return ingest(
+        folder.read_folder(path, max_bytes=max_bytes),
+        warehouse,
+        lambda _: target,
+        batch_size=batch_size,
+        on_item=on_item,
+    )
 
 
 def sync_author_imports(
