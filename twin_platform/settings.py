@@ -30,6 +30,25 @@ class Settings(BaseSettings):
     import_max_file_bytes: int = Field(
         default=5_000_000, gt=0, description="Files larger than this are rejected by importers."
     )
+    crawl_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts or CIDRs crawlers may reach although private/loopback "
+        "(SSRF protection refuses them otherwise), e.g. '127.0.0.1,intranet.example'.",
+    )
+    crawl_user_agent: str = Field(
+        default="twin-platform-crawler/0.1 (+https://github.com/twin-platform/twin_platform)",
+        description="User-Agent of every crawler request (robots.txt rules are matched against it).",
+    )
+    crawl_min_interval_seconds: float = Field(default=1.0, ge=0, description="Pause between requests to one host.")
+    crawl_max_concurrency: int = Field(default=4, ge=1, description="Concurrent requests (and sources) at most.")
+    crawl_connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to connect.")
+    crawl_read_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for data.")
+    crawl_max_retries: int = Field(default=4, ge=0, description="Retries on 429, 5xx and network errors.")
+    crawl_backoff_seconds: float = Field(default=0.5, ge=0, description="First retry delay; doubles, with jitter.")
+    crawl_max_response_bytes: int = Field(default=10_000_000, gt=0, description="Larger responses are refused.")
+    github_max_file_bytes: int = Field(default=1_000_000, gt=0, description="Repository files over this are skipped.")
+    github_max_repo_bytes: int = Field(default=20_000_000, gt=0, description="Text read from one repository at most.")
+    git_clone_timeout: float = Field(default=300.0, gt=0, description="Seconds a shallow clone may take.")
     dagster_host: str = Field(default="127.0.0.1", description="Dagster webserver bind address.")
     dagster_port: int = Field(default=3000, gt=0, lt=65536, description="Dagster webserver port.")
 

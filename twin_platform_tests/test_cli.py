@@ -145,7 +145,7 @@ def test_db_commands_against_the_embedded_server(tmp_path: Path, monkeypatch: py
     try:
         code, out = twin("db", "start")
         assert code == 0
-        assert "schema at revision 0001" in out
+        assert "schema at revision 0002" in out
         code, out = twin("db", "status", "--json")
         assert (code, json.loads(out)["running"]) == (0, True)
         code, out = twin("db", "url")

@@ -11,7 +11,8 @@ import pytest
 
 from twin_platform.adapters.runtime import Runtime
 from twin_platform.collection.importers.folder import read_folder
-from twin_platform.collection.ingest import ImportAborted, UnknownAuthorError, import_path, sync_author_imports
+from twin_platform.collection.ingest import ImportAborted, UnknownAuthorError, import_path
+from twin_platform.collection.sources import sync_author_sources
 from twin_platform.collection.report import Rejection, Skipped
 from twin_platform.domain.authors import Author
 from twin_platform.domain.documents import Category, DocumentDraft, Platform
@@ -195,12 +196,12 @@ def test_sync_tombstones_deleted_files_but_keeps_rejected_ones(runtime: Runtime,
     write(folder / "gone.md", "# Gone\n\nWill be deleted.")
     write(folder / "flaky.md", "# Flaky\n\nWill be half-written.")
     author = runtime.authors.save(Author(full_name="Jane Doe", imports=(str(folder),)))
-    first = sync_author_imports(author, warehouse=runtime.warehouse, authors=runtime.authors, max_bytes=MAX)
+    first = sync_author_sources(author, warehouse=runtime.warehouse, authors=runtime.authors, max_bytes=MAX)
     assert first.inserted == 3
 
     (folder / "gone.md").unlink()
     write(folder / "flaky.md", "---\ntitle: half")
-    second = sync_author_imports(author, warehouse=runtime.warehouse, authors=runtime.authors, max_bytes=MAX)
+    second = sync_author_sources(author, warehouse=runtime.warehouse, authors=runtime.authors, max_bytes=MAX)
     assert (second.unchanged, second.tombstoned, len(second.rejected)) == (1, 1, 1)
     live = {doc.metadata["source_path"] for doc in runtime.warehouse.find(DocumentQuery(author_id="jane-doe"))}
     assert live == {"keep.md", "flaky.md"}
@@ -210,10 +211,10 @@ def test_sync_with_a_missing_source_tombstones_nothing(runtime: Runtime, tmp_pat
     folder = tmp_path / "corpus"
     write(folder / "a.md", "# A\n\nAlpha.")
     author = runtime.authors.save(Author(full_name="Jane Doe", imports=(str(folder),)))
-    sync_author_imports(author, warehouse=runtime.warehouse, authors=runtime.authors, max_bytes=MAX)
+    sync_author_sources(author, warehouse=runtime.warehouse, authors=runtime.authors, max_bytes=MAX)
     (folder / "a.md").unlink()
     folder.rmdir()
-    report = sync_author_imports(author, warehouse=runtime.warehouse, authors=runtime.authors, max_bytes=MAX)
+    report = sync_author_sources(author, warehouse=runtime.warehouse, authors=runtime.authors, max_bytes=MAX)
     assert report.tombstoned == 0
     assert "does not exist" in report.rejected[0].reason
     assert runtime.warehouse.count("jane-doe") == 1

@@ -32,10 +32,14 @@ def tables(engine: sa.Engine) -> set[str]:
 
 def test_migrations_go_up_down_and_up_again(empty_database: sa.Engine):
     upgrade(empty_database)
-    assert current_revision(empty_database) == "0001"
-    assert {"authors", "raw_documents", "alembic_version"} <= tables(empty_database)
+    assert current_revision(empty_database) == "0002"
+    assert {"authors", "raw_documents", "crawl_validators", "alembic_version"} <= tables(empty_database)
     with empty_database.connect() as conn:
         assert conn.execute(sa.text("SELECT extname FROM pg_extension WHERE extname = 'vector'")).scalar() == "vector"
+
+    downgrade(empty_database, "0001")
+    assert "crawl_validators" not in tables(empty_database)
+    assert "respect_robots_txt" not in {c["name"] for c in sa.inspect(empty_database).get_columns("authors")}
 
     downgrade(empty_database, "base")
     assert current_revision(empty_database) is None
@@ -43,7 +47,7 @@ def test_migrations_go_up_down_and_up_again(empty_database: sa.Engine):
 
     upgrade(empty_database)
     upgrade(empty_database)  # applying twice is a no-op
-    assert current_revision(empty_database) == "0001"
+    assert current_revision(empty_database) == "0002"
 
 
 def test_a_server_without_the_extension_is_refused_with_a_clear_message(empty_database: sa.Engine):

@@ -9,10 +9,16 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from twin_platform.adapters.git import shallow_clone
+from twin_platform.adapters.http.fetcher import FetchPolicy, PoliteFetcher
+from twin_platform.adapters.http.safety import UrlGuard
 from twin_platform.adapters.postgres.authors import PostgresAuthorRegistry
 from twin_platform.adapters.postgres.database import open_database
+from twin_platform.adapters.postgres.validators import PostgresValidatorStore
 from twin_platform.adapters.warehouse.mongo import MongoWarehouse
 from twin_platform.adapters.warehouse.postgres import PostgresWarehouse
+from twin_platform.collection.crawlers.dispatch import CrawlEnvironment
+from twin_platform.collection.crawlers.github import RepositoryLimits
 from twin_platform.domain.ports import AuthorRegistry, DocumentWarehouse
 from twin_platform.settings import Settings
 
@@ -26,6 +32,33 @@ class Runtime:
     authors: AuthorRegistry
     warehouse: DocumentWarehouse
     warehouse_backend: str
+    crawl: CrawlEnvironment
+
+
+def crawl_environment(settings: Settings, engine: Engine) -> tuple[CrawlEnvironment, PoliteFetcher]:
+    guard = UrlGuard.from_setting(settings.crawl_allowed_hosts)
+    fetcher = PoliteFetcher(
+        guard,
+        FetchPolicy(
+            user_agent=settings.crawl_user_agent,
+            connect_timeout=settings.crawl_connect_timeout,
+            read_timeout=settings.crawl_read_timeout,
+            max_retries=settings.crawl_max_retries,
+            backoff_base=settings.crawl_backoff_seconds,
+            min_interval_per_host=settings.crawl_min_interval_seconds,
+            max_concurrency=settings.crawl_max_concurrency,
+            max_response_bytes=settings.crawl_max_response_bytes,
+        ),
+    )
+    timeout = settings.git_clone_timeout
+    environment = CrawlEnvironment(
+        fetcher=fetcher,
+        validators=PostgresValidatorStore(engine),
+        clone=lambda url, dest: shallow_clone(url, dest, guard=guard, timeout=timeout),
+        repository_limits=RepositoryLimits(settings.github_max_file_bytes, settings.github_max_repo_bytes),
+        max_workers=settings.crawl_max_concurrency,
+    )
+    return environment, fetcher
 
 
 def mongo_client(url: str) -> Any:
@@ -40,6 +73,7 @@ def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
     settings = settings or Settings()
     engine = open_database(settings)
     client = None
+    crawl, fetcher = crawl_environment(settings, engine)
     try:
         warehouse: DocumentWarehouse
         if settings.mongodb_url is not None:
@@ -55,8 +89,10 @@ def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
             authors=PostgresAuthorRegistry(engine),
             warehouse=warehouse,
             warehouse_backend=backend,
+            crawl=crawl,
         )
     finally:
+        fetcher.close()
         if client is not None:
             client.close()
         engine.dispose()

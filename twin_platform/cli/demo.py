@@ -9,7 +9,7 @@ import typer
 from twin_platform.adapters.runtime import open_runtime
 from twin_platform.cli.console import out, print_json
 from twin_platform.cli.instance import add_author_partitions
-from twin_platform.collection.ingest import sync_author_imports
+from twin_platform.collection.sources import sync_author_sources
 from twin_platform.domain.authors import Author
 from twin_platform.settings import Settings
 
@@ -23,7 +23,7 @@ def register_demo(settings: Settings) -> dict[str, object]:
         existing = runtime.authors.get(DEMO_AUTHOR.id) or DEMO_AUTHOR
         author = existing.with_additions(aliases=DEMO_AUTHOR.aliases, imports=(str(DEMO_CORPUS),))
         runtime.authors.save(author)
-        report = sync_author_imports(
+        report = sync_author_sources(
             author, warehouse=runtime.warehouse, authors=runtime.authors, max_bytes=settings.import_max_file_bytes
         )
     add_author_partitions(settings, [author.id])

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from twin_platform.collection.importers import folder, handbook
+from twin_platform.collection.importers import exports, folder, handbook
 from twin_platform.collection.report import ImportReport, Rejection, Skipped
 from twin_platform.domain.authors import Author
 from twin_platform.domain.documents import DocumentDraft, RawDocument
-from twin_platform.domain.ports import AuthorRegistry, DocumentQuery, DocumentWarehouse
+from twin_platform.domain.ports import AuthorRegistry, DocumentWarehouse
 
 DEFAULT_BATCH_SIZE = 200
 
@@ -126,8 +127,16 @@ def import_path(
         report.authors |= {author.id for author in registered.values()}
         return report
 
+    export = exports.detect_export(path)
+    if export is None and path.is_file() and zipfile.is_zipfile(path):
+        raise ImportAborted(f"{path} is a zip archive but not a Medium, Substack or LinkedIn export")
     if target is None:
-        raise UnknownAuthorError(f"{path} is a folder of files: say whose they are with --author NAME")
+        kind = f"a {export.platform.value} export" if export else "a folder of files"
+        raise UnknownAuthorError(f"{path} is {kind}: say whose it is with --author NAME")
+    if export is not None:
+        publication = next(iter(target.links.get(export.platform, ())), None)
+        exported = exports.read_export(export, path, max_bytes=max_bytes, publication_url=publication)
+        return ingest(exported, warehouse, lambda _: target, batch_size=batch_size, on_item=on_item)
     return ingest(
         folder.read_folder(path, max_bytes=max_bytes),
         warehouse,
@@ -135,40 +144,3 @@ def import_path(
         batch_size=batch_size,
         on_item=on_item,
     )
-
-
-def sync_author_imports(
-    author: Author, *, warehouse: DocumentWarehouse, authors: AuthorRegistry, max_bytes: int
-) -> ImportReport:
-    """Run every import configured for ``author``; documents gone from a source become tombstones.
-
-    A source that cannot be read is a rejection, and then nothing is tombstoned: a missing folder
-    must not look like a folder whose files were all deleted.
-    """
-    report = ImportReport()
-    complete = True
-    importers: set[str] = set()
-    for source in author.imports:
-        path = Path(source)
-        try:
-            report.merge(
-                import_path(path, warehouse=warehouse, authors=authors, author_name=author.id, max_bytes=max_bytes)
-            )
-            importers.add("llm-engineers-handbook" if handbook.is_handbook_export(path) else "folder")
-        except ImportAborted as exc:
-            complete = False
-            report.reject(source, str(exc))
-    if complete and importers:
-        seen = report.seen_source_urls.get(author.id, set())
-        # A file that is there but was rejected this time (say, half-written) keeps its last good version.
-        rejected_files = {rejection.source for rejection in report.rejected}
-        stale = [
-            doc.source_url
-            for doc in warehouse.find(DocumentQuery(author_id=author.id))
-            if doc.metadata.get("importer") in importers
-            and doc.source_url not in seen
-            and doc.metadata.get("source_path") not in rejected_files
-        ]
-        report.tombstoned = warehouse.tombstone(author.id, stale)
-    report.authors.add(author.id)
-    return report

@@ -24,6 +24,17 @@ class Skipped:
     source: str
 
 
+@dataclass(frozen=True)
+class SourceStatus:
+    """How one configured source (an import path or a link) fared."""
+
+    source: str
+    kind: str  # "import" or "link"
+    ok: bool
+    documents: int = 0
+    detail: str = ""
+
+
 @dataclass
 class ImportReport:
     inserted: int = 0
@@ -31,10 +42,16 @@ class ImportReport:
     unchanged: int = 0
     tombstoned: int = 0
     skipped: int = 0
+    not_modified: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     by_platform_category: Counter[tuple[Platform, Category]] = field(default_factory=Counter)
     authors: set[str] = field(default_factory=set)
     seen_source_urls: dict[str, set[str]] = field(default_factory=dict)  # author id -> source URLs
+    sources: list[SourceStatus] = field(default_factory=list)
+
+    @property
+    def all_sources_failed(self) -> bool:
+        return bool(self.sources) and not any(source.ok for source in self.sources)
 
     @property
     def stored(self) -> int:
@@ -57,9 +74,11 @@ class ImportReport:
         self.unchanged += other.unchanged
         self.tombstoned += other.tombstoned
         self.skipped += other.skipped
+        self.not_modified += other.not_modified
         self.rejected.extend(other.rejected)
         self.by_platform_category.update(other.by_platform_category)
         self.authors |= other.authors
+        self.sources.extend(other.sources)
         for author_id, urls in other.seen_source_urls.items():
             self.seen_source_urls.setdefault(author_id, set()).update(urls)
 
@@ -70,9 +89,14 @@ class ImportReport:
             "unchanged": self.unchanged,
             "tombstoned": self.tombstoned,
             "skipped": self.skipped,
+            "not_modified": self.not_modified,
             "rejected": len(self.rejected),
             "rejections": [{"source": r.source, "reason": r.reason} for r in self.rejected],
             "authors": sorted(self.authors),
+            "sources": [
+                {"source": s.source, "kind": s.kind, "ok": s.ok, "documents": s.documents, "detail": s.detail}
+                for s in self.sources
+            ],
             "by_platform_category": [
                 {"platform": platform.value, "category": category.value, "documents": n}
                 for (platform, category), n in sorted(self.by_platform_category.items())

@@ -36,6 +36,7 @@ class Author(BaseModel):
     aliases: tuple[str, ...] = ()
     links: dict[Platform, tuple[str, ...]] = Field(default_factory=dict)
     imports: tuple[str, ...] = ()
+    respect_robots_txt: bool = True  # crawlers obey robots.txt for this author's links
 
     @model_validator(mode="before")
     @classmethod
@@ -99,4 +100,5 @@ class Author(BaseModel):
             aliases=(*self.aliases, *aliases),
             links=merged_links,
             imports=tuple(dict.fromkeys((*self.imports, *imports))),
+            respect_robots_txt=self.respect_robots_txt,
         )

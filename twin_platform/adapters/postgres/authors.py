@@ -19,6 +19,7 @@ def _to_author(row: Any) -> Author:
         aliases=tuple(row.aliases),
         links=row.links,
         imports=tuple(row.imports),
+        respect_robots_txt=row.respect_robots_txt,
     )
 
 
@@ -34,6 +35,7 @@ class PostgresAuthorRegistry:
             "aliases": list(author.aliases),
             "links": {platform.value: list(urls) for platform, urls in author.links.items()},
             "imports": list(author.imports),
+            "respect_robots_txt": author.respect_robots_txt,
         }
         stmt = insert(authors).values(**values)
         stmt = stmt.on_conflict_do_update(

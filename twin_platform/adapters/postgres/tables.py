@@ -13,6 +13,7 @@ authors = sa.Table(
     sa.Column("aliases", postgresql.JSONB),
     sa.Column("links", postgresql.JSONB),
     sa.Column("imports", postgresql.JSONB),
+    sa.Column("respect_robots_txt", sa.Boolean),
     sa.Column("created_at", sa.TIMESTAMP(timezone=True)),
     sa.Column("updated_at", sa.TIMESTAMP(timezone=True)),
 )
@@ -37,6 +38,15 @@ raw_documents = sa.Table(
     sa.Column("updated_at", sa.TIMESTAMP(timezone=True)),
     sa.Column("deleted_at", sa.TIMESTAMP(timezone=True)),
     sa.Column("revision", sa.BigInteger),
+)
+
+crawl_validators = sa.Table(
+    "crawl_validators",
+    metadata,
+    sa.Column("url", sa.Text, primary_key=True),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("updated_at", sa.TIMESTAMP(timezone=True)),
 )
 
 revision_seq = sa.Sequence("raw_documents_revision_seq", metadata=metadata)

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from twin_platform.collection.ingest import sync_author_imports
 from twin_platform.collection.report import ImportReport
+from twin_platform.collection.sources import sync_author_sources
 from twin_platform.defs.authors.partitions import authors_partitions
 from twin_platform.defs.resources import TwinResource
 
@@ -30,8 +30,15 @@ def report_metadata(report: ImportReport, *, documents: int, backend: str) -> di
     )
     if len(report.rejected) > MAX_REJECTIONS_SHOWN:
         rejections += f"\n\n... and {len(report.rejected) - MAX_REJECTIONS_SHOWN} more"
+    sources = _markdown_table(
+        ("source", "kind", "status", "documents", "detail"),
+        [(s.source, s.kind, "ok" if s.ok else "FAILED", s.documents, s.detail) for s in report.sources],
+    )
     return {
         "documents": dg.MetadataValue.int(documents),
+        "sources": dg.MetadataValue.md(sources if report.sources else "no sources configured"),
+        "sources_failed": dg.MetadataValue.int(sum(1 for s in report.sources if not s.ok)),
+        "not_modified": dg.MetadataValue.int(report.not_modified),
         "inserted": dg.MetadataValue.int(report.inserted),
         "updated": dg.MetadataValue.int(report.updated),
         "unchanged": dg.MetadataValue.int(report.unchanged),
@@ -48,46 +55,37 @@ def report_metadata(report: ImportReport, *, documents: int, backend: str) -> di
     partitions_def=authors_partitions,
     group_name="collection",
     kinds={"python", "postgres"},
-    description="Everything the author published, from their configured imports (and links), in the "
-    "document warehouse. Idempotent: unchanged documents are not rewritten; documents gone from "
-    "a source become tombstones.",
+    description="Everything the author published, from their imports and crawled links, in the "
+    "document warehouse. Idempotent: unchanged documents are not rewritten (and unchanged pages are "
+    "not even downloaded); documents gone from an import folder become tombstones. One failing "
+    "source never loses the others; the run fails only when every source failed.",
 )
 def raw_documents(context: dg.AssetExecutionContext, twin: TwinResource) -> dg.MaterializeResult:
     runtime = twin.runtime
     author = runtime.authors.get(context.partition_key)
     if author is None:
         raise dg.Failure(f"author {context.partition_key!r} is not in the registry (twin authors list)")
-    report = sync_author_imports(
+    report = sync_author_sources(
         author,
         warehouse=runtime.warehouse,
         authors=runtime.authors,
         max_bytes=runtime.settings.import_max_file_bytes,
+        crawl=runtime.crawl,
+        on_source=lambda url: context.log.info("crawled %s", url),
     )
     for rejection in report.rejected:
         context.log.warning("rejected: %s", rejection.reason)
-    if author.links:
-        context.log.info(
-            "links are collected by the crawlers of the collection stage: %s",
-            ", ".join(url for urls in author.links.values() for url in urls),
-        )
-    if author.imports and report.stored == 0 and report.rejected:
-        raise dg.Failure(
-            f"every source of {author.full_name} failed; nothing was stored",
-            metadata=report_metadata(
-                report, documents=runtime.warehouse.count(author.id), backend=runtime.warehouse_backend
-            ),
-        )
+    metadata = report_metadata(report, documents=runtime.warehouse.count(author.id), backend=runtime.warehouse_backend)
+    if report.all_sources_failed:
+        raise dg.Failure(f"every source of {author.full_name} failed; nothing was stored", metadata=metadata)
     context.log.info(
-        "%s: %d inserted, %d updated, %d unchanged, %d tombstoned, %d rejected",
+        "%s: %d inserted, %d updated, %d unchanged (%d pages not modified), %d tombstoned, %d rejected",
         author.id,
         report.inserted,
         report.updated,
         report.unchanged,
+        report.not_modified,
         report.tombstoned,
         len(report.rejected),
     )
-    return dg.MaterializeResult(
-        metadata=report_metadata(
-            report, documents=runtime.warehouse.count(author.id), backend=runtime.warehouse_backend
-        )
-    )
+    return dg.MaterializeResult(metadata=metadata)

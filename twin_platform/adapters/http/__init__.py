@@ -1,0 +1,1 @@
+"""HTTP for crawlers: SSRF guard and a polite, retrying fetcher."""
