@@ -96,3 +96,50 @@ def handbook_export() -> Path:
     if not HANDBOOK_EXPORT.is_dir():
         pytest.skip(f"the handbook export is not at {HANDBOOK_EXPORT} (it comes with ../shared)")
     return HANDBOOK_EXPORT
+
+
+# --- crawling: a real HTTP server on 127.0.0.1 and a fetcher allowed to reach it -------------------------
+
+
+@pytest.fixture
+def site():
+    from twin_platform_tests.web.server import Site, serve
+
+    with serve(Site()) as running:
+        yield running
+
+
+@pytest.fixture
+def fast_policy():
+    from twin_platform.adapters.http.fetcher import FetchPolicy
+
+    return FetchPolicy(
+        connect_timeout=2.0,
+        read_timeout=0.5,
+        max_retries=2,
+        backoff_base=0.01,
+        min_interval_per_host=0.0,
+        max_response_bytes=1_000_000,
+    )
+
+
+@pytest.fixture
+def fetcher(fast_policy):
+    from twin_platform.adapters.http.fetcher import PoliteFetcher
+    from twin_platform.adapters.http.safety import UrlGuard
+
+    with PoliteFetcher(UrlGuard.from_setting("127.0.0.1"), fast_policy) as polite:
+        yield polite
+
+
+@pytest.fixture
+def crawl_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings that let the platform's own runtime crawl the fixture site quickly."""
+    for key, value in {
+        "TWIN_CRAWL_ALLOWED_HOSTS": "127.0.0.1",
+        "TWIN_CRAWL_MIN_INTERVAL_SECONDS": "0",
+        "TWIN_CRAWL_BACKOFF_SECONDS": "0.01",
+        "TWIN_CRAWL_READ_TIMEOUT": "0.5",
+        "TWIN_CRAWL_MAX_RETRIES": "2",
+    }.items():
+        monkeypatch.setenv(key, value)

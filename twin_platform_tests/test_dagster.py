@@ -46,6 +46,7 @@ def test_definitions_load():
         name=AUTHORS_PARTITION
     )
     assert defs.resolve_sensor_def("author_registry_sensor") is not None
+    assert defs.resolve_schedule_def("daily_recollection").cron_schedule == "0 3 * * *"
     assert set(defs.resources or {}) == {"twin"}
 
 

@@ -12,8 +12,8 @@ import pytest
 from twin_platform.adapters.runtime import Runtime
 from twin_platform.collection.importers.folder import read_folder
 from twin_platform.collection.ingest import ImportAborted, UnknownAuthorError, import_path
-from twin_platform.collection.sources import sync_author_sources
 from twin_platform.collection.report import Rejection, Skipped
+from twin_platform.collection.sources import sync_author_sources
 from twin_platform.domain.authors import Author
 from twin_platform.domain.documents import Category, DocumentDraft, Platform
 from twin_platform.domain.ports import DocumentQuery

@@ -12,7 +12,7 @@ from twin_platform.adapters.runtime import open_runtime
 from twin_platform.cli.console import fail, out, print_json
 from twin_platform.cli.instance import add_author_partitions
 from twin_platform.domain.authors import Author
-from twin_platform.domain.documents import platform_for_url
+from twin_platform.domain.documents import Platform, platform_for_url
 from twin_platform.settings import Settings
 
 app = typer.Typer(help="Register and list authors (each is a Dagster partition).", no_args_is_help=True)
@@ -25,6 +25,7 @@ def author_json(author: Author) -> dict[str, object]:
         "aliases": list(author.aliases),
         "links": {platform.value: list(urls) for platform, urls in author.links.items()},
         "imports": list(author.imports),
+        "respect_robots_txt": author.respect_robots_txt,
     }
 
 
@@ -34,6 +35,12 @@ def add(
     link: list[str] = typer.Option([], "--link", help="A page of theirs to crawl (repeatable)."),
     import_path: list[Path] = typer.Option([], "--import", help="A folder or export to import (repeatable)."),
     alias: list[str] = typer.Option([], "--alias", help="Another name they publish under (repeatable)."),
+    platform: Platform | None = typer.Option(
+        None, "--platform", help="Platform of the --link URLs on custom domains (e.g. a Substack on its own domain)."
+    ),
+    ignore_robots: bool | None = typer.Option(
+        None, "--ignore-robots/--respect-robots", help="Whether crawlers obey robots.txt for this author."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Register an author, or add links, imports and aliases to a registered one."""
@@ -45,12 +52,14 @@ def add(
     for url in link:
         if not url.startswith(("http://", "https://")):
             raise fail(f"--link {url!r} is not an http(s) URL")
-        links.setdefault(platform_for_url(url), []).append(url)
+        links.setdefault(platform or platform_for_url(url), []).append(url)
     imports = tuple(str(path.resolve()) for path in import_path)
     with open_runtime(settings) as runtime:
         try:
             existing = runtime.authors.find_by_name(name)
             base = existing or Author(full_name=name)
+            if ignore_robots is not None:
+                base = base.model_copy(update={"respect_robots_txt": not ignore_robots})
             author = base.with_additions(
                 aliases=tuple(alias), links={p: tuple(u) for p, u in links.items()}, imports=imports
             )

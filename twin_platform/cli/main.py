@@ -8,6 +8,7 @@ import warnings
 import typer
 
 from twin_platform.cli import authors, db
+from twin_platform.cli.crawl import crawl_command
 from twin_platform.cli.demo import demo_command
 from twin_platform.cli.importing import import_command
 from twin_platform.cli.materialize import materialize_command
@@ -24,6 +25,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(authors.app, name="authors")
 app.command("import")(import_command)
+app.command("crawl")(crawl_command)
 app.command("demo")(demo_command)
 app.command("materialize")(materialize_command)
 app.command("up")(up_command)

@@ -44,12 +44,12 @@ def _forbidden_kind(address: IPAddress) -> str | None:
         return _forbidden_kind(mapped)
     for kind, flag in (
         ("a loopback address", address.is_loopback),
-        ("a link-local address", address.is_link_local),
-        ("a private address", address.is_private),
-        ("a multicast address", address.is_multicast),
         ("an unspecified address", address.is_unspecified),
-        ("a reserved address", address.is_reserved),
+        ("a link-local address", address.is_link_local),
+        ("a multicast address", address.is_multicast),
         ("a shared (carrier-grade NAT) address", address in ipaddress.ip_network("100.64.0.0/10")),
+        ("a private address", address.is_private),
+        ("a reserved address", address.is_reserved),
     ):
         if flag:
             return kind
@@ -105,9 +105,10 @@ class UrlGuard:
                 continue
             kind = _forbidden_kind(address)
             if kind is not None:
+                where = f"{address} is" if literal is not None else f"{host} resolves to {address},"
                 raise BlockedURL(
                     url,
-                    f"{host} resolves to {address}, {kind}; refused (SSRF protection). "
+                    f"{where} {kind}; refused (SSRF protection). "
                     "Allow it explicitly with TWIN_CRAWL_ALLOWED_HOSTS if this is intended",
                 )
 

@@ -15,6 +15,8 @@ from twin_platform.collection.importers.text import InvalidInput, parse_date, pa
 from twin_platform.domain.crawling import FetchError
 from twin_platform.domain.documents import Category, DocumentDraft, Platform
 
+MIN_WORDS = 8
+MIN_FALLBACK_WORDS = 20
 ARTICLE_TYPES = {
     "Article",
     "NewsArticle",
@@ -93,14 +95,16 @@ def extract_article(html: str, url: str) -> ExtractedArticle:
         data = extracted
     elif extracted is not None:
         data = extracted.as_dict()
-    text = (data.get("text") or "").strip() or page.text
-    if not text.strip():
+    text = (data.get("text") or "").strip()
+    if not text and len(page.text.split()) >= MIN_FALLBACK_WORDS:
+        text = page.text  # trafilatura found no main text; the page's own text is better than nothing
+    if len(text.split()) < MIN_WORDS:  # a menu or a cookie banner is not an article
         raise FetchError(url, "no article text found on the page")
     return ExtractedArticle(
         title=str(data.get("title") or page.title or "").strip(),
         text=text,
         author=data.get("author") or page.author,
-        published_at=safe_date(data.get("date")) or safe_date(page.published),
+        published_at=safe_date(page.published) or safe_date(data.get("date")),
         canonical_url=page.canonical_url if page.canonical_url and page.canonical_url.startswith("http") else None,
         language=page.language or data.get("language"),
     )

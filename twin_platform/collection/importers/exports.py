@@ -238,8 +238,10 @@ def read_linkedin(archive: Archive, max_bytes: int, publication_url: str | None)
             yield Rejection(name, f"{name} {exc}")
             continue
         soup = BeautifulSoup(html, "lxml")
-        title = soup.find("h1")
-        published = soup.select_one("p.published") or soup.select_one("p.created")
+        heading = soup.find("h1")
+        title = heading.get_text(" ", strip=True) if heading is not None else PurePosixPath(name).stem
+        stamp = soup.select_one("p.published") or soup.select_one("p.created")
+        published = stamp.get_text(" ", strip=True) if stamp is not None else None
         pulse = soup.find("a", href=re.compile(r"^https://www\.linkedin\.com/pulse/"))
         for tag in soup.select("h1, p.published, p.created"):
             tag.decompose()
@@ -248,9 +250,9 @@ def read_linkedin(archive: Archive, max_bytes: int, publication_url: str | None)
             category=Category.ARTICLE,
             platform=Platform.LINKEDIN,
             source_url=str(pulse["href"]) if pulse is not None else f"urn:linkedin-article:{PurePosixPath(name).stem}",
-            title=title.get_text(" ", strip=True) if title is not None else PurePosixPath(name).stem,
+            title=title,
             content=parse_html(str(soup)).text,
-            published_at=_linkedin_date(published.get_text(" ", strip=True) if published is not None else None),
+            published_at=_linkedin_date(published),
             metadata={"importer": "linkedin-export", "source_path": name},
         )
 

@@ -16,5 +16,5 @@ def daily_recollection(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequ
     authors = context.instance.get_dynamic_partitions(AUTHORS_PARTITION)
     if not authors:
         return dg.SkipReason("no authors are registered")
-    day = context.scheduled_execution_time.strftime("%Y-%m-%d") if context.scheduled_execution_time else "now"
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
     return [dg.RunRequest(partition_key=author, run_key=f"recollect:{day}:{author}") for author in authors]
