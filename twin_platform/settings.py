@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     github_max_file_bytes: int = Field(default=1_000_000, gt=0, description="Repository files over this are skipped.")
     github_max_repo_bytes: int = Field(default=20_000_000, gt=0, description="Text read from one repository at most.")
     git_clone_timeout: float = Field(default=300.0, gt=0, description="Seconds a shallow clone may take.")
+    embedding_model: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        description="Sentence-transformers model id or path; the default ships in a package (offline). "
+        "Changing it re-embeds every chunk.",
+    )
+    embedding_batch_size: int = Field(default=64, ge=1, description="Chunks per model.encode batch.")
+    chunk_target_tokens: int = Field(default=200, ge=16, description="Chunk size for articles, in model tokens.")
+    chunk_overlap_tokens: int = Field(default=32, ge=0, description="Tokens of trailing sentences repeated.")
+    clean_mask_pii: bool = Field(default=False, description="Mask emails and phone numbers in cleaned text.")
+    max_duplicate_chunk_rate: float = Field(
+        default=0.05, ge=0, le=1, description="Asset check: share of an author's chunks that may be duplicates."
+    )
     dagster_host: str = Field(default="127.0.0.1", description="Dagster webserver bind address.")
     dagster_port: int = Field(default=3000, gt=0, lt=65536, description="Dagster webserver port.")
 

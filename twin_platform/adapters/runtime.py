@@ -9,11 +9,13 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from twin_platform.adapters.embedding import SentenceEmbedder, load_embedder
 from twin_platform.adapters.git import shallow_clone
 from twin_platform.adapters.http.fetcher import FetchPolicy, PoliteFetcher
 from twin_platform.adapters.http.safety import UrlGuard
 from twin_platform.adapters.postgres.authors import PostgresAuthorRegistry
 from twin_platform.adapters.postgres.database import open_database
+from twin_platform.adapters.postgres.features import PostgresFeatureStore
 from twin_platform.adapters.postgres.validators import PostgresValidatorStore
 from twin_platform.adapters.warehouse.mongo import MongoWarehouse
 from twin_platform.adapters.warehouse.postgres import PostgresWarehouse
@@ -33,6 +35,11 @@ class Runtime:
     warehouse: DocumentWarehouse
     warehouse_backend: str
     crawl: CrawlEnvironment
+    features: PostgresFeatureStore
+
+    def embedder(self) -> SentenceEmbedder:
+        """The configured embedding model, loaded on first use (once per process)."""
+        return load_embedder(self.settings.embedding_model)
 
 
 def crawl_environment(settings: Settings, engine: Engine) -> tuple[CrawlEnvironment, PoliteFetcher]:
@@ -90,6 +97,7 @@ def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
             warehouse=warehouse,
             warehouse_backend=backend,
             crawl=crawl,
+            features=PostgresFeatureStore(engine),
         )
     finally:
         fetcher.close()

@@ -1,6 +1,7 @@
 """SQLAlchemy Core views of the tables the migrations create (queries only; the schema lives in migrations)."""
 
 import sqlalchemy as sa
+from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects import postgresql
 
 metadata = sa.MetaData()
@@ -50,3 +51,41 @@ crawl_validators = sa.Table(
 )
 
 revision_seq = sa.Sequence("raw_documents_revision_seq", metadata=metadata)
+
+cleaned_documents = sa.Table(
+    "cleaned_documents",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("author_id", sa.Text),
+    sa.Column("category", sa.Text),
+    sa.Column("platform", sa.Text),
+    sa.Column("source_url", sa.Text),
+    sa.Column("title", sa.Text),
+    sa.Column("published_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("language", sa.Text),
+    sa.Column("text", sa.Text),
+    sa.Column("raw_version", sa.Integer),
+    sa.Column("source_key", sa.Text),
+    sa.Column("chunked_with", sa.Text),
+    sa.Column("updated_at", sa.TIMESTAMP(timezone=True)),
+)
+
+chunks = sa.Table(
+    "chunks",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("document_id", sa.Uuid),
+    sa.Column("author_id", sa.Text),
+    sa.Column("platform", sa.Text),
+    sa.Column("category", sa.Text),
+    sa.Column("published_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("source_url", sa.Text),
+    sa.Column("title", sa.Text),
+    sa.Column("chunk_index", sa.Integer),
+    sa.Column("text", sa.Text),
+    sa.Column("token_count", sa.Integer),
+    sa.Column("embedding", Vector()),
+    sa.Column("embedding_model", sa.Text),
+    sa.Column("embedded_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("created_at", sa.TIMESTAMP(timezone=True)),
+)

@@ -1,0 +1,1 @@
+"""Feature stage: cleaning, chunking and embedding raw documents into the retrieval index."""
