@@ -39,7 +39,7 @@ class SentenceEmbedder:
         self.model_id = DEFAULT_MODEL if model in _PACKAGED_NAMES else model
         self.model = SentenceTransformer(path, device=device or "cpu")
         self.batch_size = batch_size
-        self.dimension = int(self.model.get_sentence_embedding_dimension() or 0)
+        self.dimension = int(self.model.get_embedding_dimension() or 0)
         self.tokenizer = self.model.tokenizer
         special = len(self.tokenizer("", add_special_tokens=True)["input_ids"])
         self.max_tokens = int(self.model.max_seq_length or 512) - special

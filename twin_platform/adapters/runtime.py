@@ -16,6 +16,7 @@ from twin_platform.adapters.http.safety import UrlGuard
 from twin_platform.adapters.postgres.authors import PostgresAuthorRegistry
 from twin_platform.adapters.postgres.database import open_database
 from twin_platform.adapters.postgres.features import PostgresFeatureStore
+from twin_platform.adapters.postgres.search import PostgresSearchIndex
 from twin_platform.adapters.postgres.validators import PostgresValidatorStore
 from twin_platform.adapters.warehouse.mongo import MongoWarehouse
 from twin_platform.adapters.warehouse.postgres import PostgresWarehouse
@@ -36,6 +37,7 @@ class Runtime:
     warehouse_backend: str
     crawl: CrawlEnvironment
     features: PostgresFeatureStore
+    search: PostgresSearchIndex
 
     def embedder(self) -> SentenceEmbedder:
         """The configured embedding model, loaded on first use (once per process)."""
@@ -98,6 +100,7 @@ def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
             warehouse_backend=backend,
             crawl=crawl,
             features=PostgresFeatureStore(engine),
+            search=PostgresSearchIndex(engine),
         )
     finally:
         fetcher.close()

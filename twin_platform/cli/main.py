@@ -12,6 +12,7 @@ from twin_platform.cli.crawl import crawl_command
 from twin_platform.cli.demo import demo_command
 from twin_platform.cli.importing import import_command
 from twin_platform.cli.materialize import materialize_command
+from twin_platform.cli.search import search_command
 from twin_platform.cli.up import up_command
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -26,6 +27,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(authors.app, name="authors")
 app.command("import")(import_command)
 app.command("crawl")(crawl_command)
+app.command("search")(search_command)
 app.command("demo")(demo_command)
 app.command("materialize")(materialize_command)
 app.command("up")(up_command)

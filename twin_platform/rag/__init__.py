@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation: search, fusion and (with the RAG API) prompts."""

@@ -1,0 +1,35 @@
+"""Hybrid search: the query embedded and matched by cosine, the words matched by full text, fused by RRF."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from twin_platform.domain.features import Embedder
+from twin_platform.domain.retrieval import ScoredChunk, SearchFilters, SearchIndex, reciprocal_rank_fusion
+
+
+@dataclass
+class SearchResult:
+    hits: list[ScoredChunk]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def hybrid_search(
+    query: str, index: SearchIndex, embedder: Embedder, filters: SearchFilters, *, k: int = 5, candidates: int = 50
+) -> SearchResult:
+    """Top ``k`` chunks for ``query``: each list contributes ``candidates`` before fusion."""
+    if not query.strip():
+        raise ValueError("the query is empty")
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    vector = embedder.encode([query])[0]
+    timings["embed"] = (time.perf_counter() - started) * 1000
+    started = time.perf_counter()
+    dense = index.dense(vector, embedder.model_id, filters, max(k, candidates))
+    timings["dense"] = (time.perf_counter() - started) * 1000
+    started = time.perf_counter()
+    text = index.full_text(query, filters, max(k, candidates))
+    timings["full_text"] = (time.perf_counter() - started) * 1000
+    fused = reciprocal_rank_fusion({"dense": dense, "text": text})
+    return SearchResult(hits=fused[:k], timings_ms={name: round(ms, 2) for name, ms in timings.items()})
