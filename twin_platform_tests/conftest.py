@@ -143,3 +143,11 @@ def crawl_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         "TWIN_CRAWL_MAX_RETRIES": "2",
     }.items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real all-MiniLM-L6-v2, loaded once per test session (about 10 s)."""
+    from twin_platform.adapters.embedding import load_embedder
+
+    return load_embedder()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +14,6 @@ from twin_platform.adapters.runtime import Runtime, open_runtime
 from twin_platform.cli.main import app
 from twin_platform.defs.authors.partitions import AUTHORS_PARTITION
 from twin_platform.defs.collection.assets import raw_documents
-from twin_platform.defs.collection.schedules import daily_recollection
 from twin_platform.defs.resources import TwinResource
 from twin_platform.domain.authors import Author
 from twin_platform.domain.documents import Platform
@@ -125,17 +124,18 @@ def test_robots_policy_is_per_author(crawl_runtime: Runtime, site: Site):
     assert john["inserted"] == 1
 
 
-def test_daily_schedule_requests_one_run_per_author():
+def test_collection_runs_daily_on_a_cron_automation_condition():
+    condition = raw_documents.automation_conditions_by_key[dg.AssetKey("raw_documents")]
+    assert condition is not None
+    assert "0 3 * * *" in str(condition)
     with dg.instance_for_test() as instance:
-        assert isinstance(
-            daily_recollection(dg.build_schedule_context(instance=instance, scheduled_execution_time=TICK)),
-            dg.SkipReason,
-        )
         instance.add_dynamic_partitions(AUTHORS_PARTITION, ["jane-doe", "john-roe"])
-        requests = daily_recollection(dg.build_schedule_context(instance=instance, scheduled_execution_time=TICK))
-    assert isinstance(requests, list)
-    assert sorted(r.partition_key for r in requests) == ["jane-doe", "john-roe"]
-    assert sorted(r.run_key for r in requests) == ["recollect:2026-11-28:jane-doe", "recollect:2026-11-28:john-roe"]
+        defs = dg.Definitions(assets=[raw_documents], resources={"twin": TwinResource()})
+        before = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=TICK)
+        after = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=before.cursor, evaluation_time=TICK + timedelta(days=1)
+        )
+    assert after.total_requested == 2  # one run per author partition at the next 03:00 tick
 
 
 def test_twin_crawl_refuses_the_metadata_address(settings: Settings):

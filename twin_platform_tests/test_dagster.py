@@ -46,8 +46,9 @@ def test_definitions_load():
         name=AUTHORS_PARTITION
     )
     assert defs.resolve_sensor_def("author_registry_sensor") is not None
-    assert defs.resolve_schedule_def("daily_recollection").cron_schedule == "0 3 * * *"
-    assert set(defs.resources or {}) == {"twin"}
+    for sensor in ("warehouse_changes_sensor", "import_folders_sensor", "twin_automation_sensor"):
+        assert defs.resolve_sensor_def(sensor) is not None
+    assert set(defs.resources or {}) == {"twin", "dbt"}
 
 
 def test_raw_documents_collects_an_authors_imports_idempotently(

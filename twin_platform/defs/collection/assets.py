@@ -55,6 +55,8 @@ def report_metadata(report: ImportReport, *, documents: int, backend: str) -> di
     partitions_def=authors_partitions,
     group_name="collection",
     kinds={"python", "postgres"},
+    # Re-collect every author daily at 03:00 UTC (crawls are conditional: unchanged pages cost a 304).
+    automation_condition=dg.AutomationCondition.on_cron("0 3 * * *", "UTC"),
     description="Everything the author published, from their imports and crawled links, in the "
     "document warehouse. Idempotent: unchanged documents are not rewritten (and unchanged pages are "
     "not even downloaded); documents gone from an import folder become tombstones. One failing "
