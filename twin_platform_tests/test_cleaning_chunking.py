@@ -64,8 +64,11 @@ def test_crawled_article_loses_navigation_widgets_and_link_clutter():
 
 
 def test_real_list_items_and_unicode_are_kept_normalised():
-    text = clean_document(Category.POST, "Three things:\n\n- Measure recall before tuning anything.\n"
-                                         "- Keep filters next to vectors.\n- Write the rollback first.\n\nﬁn\u200b")
+    text = clean_document(
+        Category.POST,
+        "Three things:\n\n- Measure recall before tuning anything.\n"
+        "- Keep filters next to vectors.\n- Write the rollback first.\n\nﬁn\u200b",
+    )
     assert "- Measure recall before tuning anything.\n- Keep filters next to vectors." in text
     assert text.endswith("fin")
 
@@ -113,7 +116,8 @@ def test_short_posts_stay_whole_and_ids_are_stable(embedder):
 def test_code_is_split_at_blocks_with_file_headers(embedder):
     functions = "\n\n".join(
         f"def function_{i}(values):\n    total = 0\n    for value in values:\n        total += value * {i}\n"
-        f"    return total" for i in range(40)
+        f"    return total"
+        for i in range(40)
     )
     repo = f"### README.md\n\n# tool\n\nDoes things.\n\n### tool/core.py\n\n```python\n{functions}\n```"
     options = ChunkingOptions(max_tokens=embedder.max_tokens)

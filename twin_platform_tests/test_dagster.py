@@ -46,6 +46,9 @@ def test_definitions_load():
         name=AUTHORS_PARTITION
     )
     assert defs.resolve_sensor_def("author_registry_sensor") is not None
+    for key in ("raw_documents", "chunk_embeddings"):
+        policy = defs.resolve_assets_def(key).specs_by_key[dg.AssetKey(key)].freshness_policy
+        assert policy is not None
     for sensor in ("warehouse_changes_sensor", "import_folders_sensor", "twin_automation_sensor"):
         assert defs.resolve_sensor_def(sensor) is not None
     assert set(defs.resources or {}) == {"twin", "dbt"}

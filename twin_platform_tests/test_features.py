@@ -34,11 +34,21 @@ TOPICS = {
 
 def store_author_docs(runtime: Runtime) -> None:
     runtime.authors.save(Author(full_name="Jane Doe"))
-    runtime.warehouse.upsert_many([
-        raw_document(n=n, content=("\n\n".join([TOPICS[n]] * 3) + f"\n\nClosing thought {n}."), title=f"Topic {n}")
-        for n in TOPICS
-    ] + [raw_document(n=4, category=Category.POST, platform=Platform.LINKEDIN,
-                      source_url="https://www.linkedin.com/posts/jane_4", content="Write the rollback first.")])
+    runtime.warehouse.upsert_many(
+        [
+            raw_document(n=n, content=("\n\n".join([TOPICS[n]] * 3) + f"\n\nClosing thought {n}."), title=f"Topic {n}")
+            for n in TOPICS
+        ]
+        + [
+            raw_document(
+                n=4,
+                category=Category.POST,
+                platform=Platform.LINKEDIN,
+                source_url="https://www.linkedin.com/posts/jane_4",
+                content="Write the rollback first.",
+            )
+        ]
+    )
 
 
 def refresh_all(runtime: Runtime, embedder) -> tuple:
@@ -66,10 +76,19 @@ def test_pipeline_is_incremental_end_to_end(runtime: Runtime, embedder):
     assert (cleaned.cleaned, cleaned.unchanged, chunked.documents, embedded.embedded) == (0, 4, 0, 0)
 
     # Editing one document re-embeds only the chunks whose text changed.
-    doc_one_chunks = count(runtime, "SELECT count(*) FROM chunks c JOIN cleaned_documents d ON d.id = c.document_id "
-                                    "WHERE d.title = 'Topic 1'")
-    runtime.warehouse.upsert_many([raw_document(n=1, title="Topic 1", content=(
-        "\n\n".join([TOPICS[1]] * 3) + "\n\nA brand new closing thought about iterative index scans."))])
+    doc_one_chunks = count(
+        runtime,
+        "SELECT count(*) FROM chunks c JOIN cleaned_documents d ON d.id = c.document_id WHERE d.title = 'Topic 1'",
+    )
+    runtime.warehouse.upsert_many(
+        [
+            raw_document(
+                n=1,
+                title="Topic 1",
+                content=("\n\n".join([TOPICS[1]] * 3) + "\n\nA brand new closing thought about iterative index scans."),
+            )
+        ]
+    )
     cleaned, chunked, embedded = refresh_all(runtime, embedder)
     assert (cleaned.cleaned, chunked.documents) == (1, 1)
     assert 0 < embedded.embedded <= doc_one_chunks
@@ -80,8 +99,13 @@ def test_pipeline_is_incremental_end_to_end(runtime: Runtime, embedder):
     cleaned, _, _ = refresh_all(runtime, embedder)
     assert cleaned.removed == 1
     assert count(runtime, "SELECT count(*) FROM chunks WHERE source_url LIKE '%/articles/2'") == 0
-    assert count(runtime, "SELECT count(*) FROM chunks c LEFT JOIN cleaned_documents d ON d.id = c.document_id "
-                          "WHERE d.id IS NULL") == 0
+    assert (
+        count(
+            runtime,
+            "SELECT count(*) FROM chunks c LEFT JOIN cleaned_documents d ON d.id = c.document_id WHERE d.id IS NULL",
+        )
+        == 0
+    )
 
 
 class TinyEmbedder:
@@ -108,8 +132,12 @@ def test_changing_the_model_re_embeds_everything_and_rows_say_which_model(runtim
     total = count(runtime, "SELECT count(*) FROM chunks")
     report = refresh_embeddings("jane-doe", runtime.features, TinyEmbedder(embedder))
     assert (report.embedded, report.dimension_changed) == (total, True)
-    assert count(runtime, "SELECT count(*) FROM chunks WHERE embedding_model = 'test/tiny-8d' "
-                          "AND vector_dims(embedding) = 8") == total
+    assert (
+        count(
+            runtime, "SELECT count(*) FROM chunks WHERE embedding_model = 'test/tiny-8d' AND vector_dims(embedding) = 8"
+        )
+        == total
+    )
     back = refresh_embeddings("jane-doe", runtime.features, embedder)
     assert (back.embedded, back.dimension_changed) == (total, True)
     assert count(runtime, "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_chunks_embedding_hnsw'") == 1
@@ -125,8 +153,13 @@ def test_hybrid_search_finds_the_right_chunk_and_honours_filters(runtime: Runtim
         refresh_chunks(author, runtime.features, embedder.count_tokens, ChunkingOptions(max_tokens=embedder.max_tokens))
         refresh_embeddings(author, runtime.features, embedder)
 
-    result = hybrid_search("how do sensors avoid processing a change twice?", runtime.search, embedder,
-                           SearchFilters(author_id="jane-doe"), k=3)
+    result = hybrid_search(
+        "how do sensors avoid processing a change twice?",
+        runtime.search,
+        embedder,
+        SearchFilters(author_id="jane-doe"),
+        k=3,
+    )
     top = result.hits[0]
     assert top.title == "Topic 2"
     assert top.ranks["fused"] == 1
@@ -148,11 +181,16 @@ def test_hybrid_search_finds_the_right_chunk_and_honours_filters(runtime: Runtim
 def materialize_features(instance: dg.DagsterInstance, author: str) -> dict[str, dict[str, object]]:
     if author not in instance.get_dynamic_partitions(AUTHORS_PARTITION):
         instance.add_dynamic_partitions(AUTHORS_PARTITION, [author])
-    result = dg.materialize([raw_documents, cleaned_documents, chunks, chunk_embeddings],
-                            resources={"twin": TwinResource()}, partition_key=author, instance=instance)
+    result = dg.materialize(
+        [raw_documents, cleaned_documents, chunks, chunk_embeddings],
+        resources={"twin": TwinResource()},
+        partition_key=author,
+        instance=instance,
+    )
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks and all(checks.values()), checks
+    assert len(checks) == 7
+    assert all(checks.values()), checks
     return {
         node: {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
         for node in ("cleaned_documents", "chunks", "chunk_embeddings")
@@ -174,6 +212,7 @@ def test_assets_materialize_with_checks_and_say_when_nothing_changed(runtime: Ru
 def test_warehouse_changes_sensor_runs_features_for_changed_authors(runtime: Runtime):
     runtime.authors.save(Author(full_name="Jane Doe"))
     with dg.instance_for_test() as instance:
+
         def tick(cursor: str | None) -> dg.SensorResult:
             with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"twin": TwinResource()}) as ctx:
                 result = warehouse_changes_sensor(ctx)

@@ -1,5 +1,7 @@
 """raw_documents: an author's sources, collected into the document warehouse."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from twin_platform.collection.report import ImportReport
@@ -57,6 +59,7 @@ def report_metadata(report: ImportReport, *, documents: int, backend: str) -> di
     kinds={"python", "postgres"},
     # Re-collect every author daily at 03:00 UTC (crawls are conditional: unchanged pages cost a 304).
     automation_condition=dg.AutomationCondition.on_cron("0 3 * * *", "UTC"),
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=25)),
     description="Everything the author published, from their imports and crawled links, in the "
     "document warehouse. Idempotent: unchanged documents are not rewritten (and unchanged pages are "
     "not even downloaded); documents gone from an import folder become tombstones. One failing "

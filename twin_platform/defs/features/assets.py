@@ -12,6 +12,8 @@ from twin_platform.features.cleaning import CleaningOptions
 from twin_platform.features.pipeline import refresh_chunks, refresh_cleaned, refresh_embeddings
 
 EAGER = dg.AutomationCondition.eager()
+# Collection runs daily at 03:00 UTC; a day and two hours without an update means something is stuck.
+DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=25))
 
 
 def _changed(**counts: int) -> dg.MetadataValue:
@@ -130,6 +132,7 @@ def chunks(context: dg.AssetExecutionContext, twin: TwinResource) -> dg.Material
     automation_condition=EAGER,
     group_name="features",
     kinds={"pytorch", "postgres"},
+    freshness_policy=DAILY_FRESHNESS,
     check_specs=[
         dg.AssetCheckSpec("embedding_dimension_matches_model", asset="chunk_embeddings"),
         dg.AssetCheckSpec("every_chunk_embedded_by_current_model", asset="chunk_embeddings"),
@@ -173,11 +176,3 @@ def chunk_embeddings(context: dg.AssetExecutionContext, twin: TwinResource) -> d
             ),
         ],
     )
-
-
-freshness_checks = dg.build_last_update_freshness_checks(
-    assets=["raw_documents", chunk_embeddings], lower_bound_delta=timedelta(hours=26)
-)
-freshness_sensor = dg.build_sensor_for_freshness_checks(
-    freshness_checks=freshness_checks, default_status=dg.DefaultSensorStatus.RUNNING
-)
