@@ -3,6 +3,7 @@ and a Ctrl-C that leaves nothing behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -27,6 +28,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_searchable(twin_bin: Path, env: dict[str, str], query: str, title: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = subprocess.run(
+            [str(twin_bin), "search", query, "--k", "1", "--json"], env=env, capture_output=True, text=True, check=False
+        )
+        hits = json.loads(found.stdout)["hits"] if found.returncode == 0 else []
+        if hits and hits[0]["title"] == title:
+            return
+        time.sleep(5)
+    pytest.fail(f"{title!r} did not become searchable within {timeout:.0f} s")
+
+
 def test_up_serves_the_ui_materializes_the_demo_and_stops_cleanly(tmp_path: Path):
     port = free_port()
     data_dir = tmp_path / "data"
@@ -37,8 +51,9 @@ def test_up_serves_the_ui_materializes_the_demo_and_stops_cleanly(tmp_path: Path
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }
     log = (tmp_path / "up.log").open("w+")
+    twin_bin = Path(sys.executable).with_name("twin")
     up = subprocess.Popen(
-        [str(Path(sys.executable).with_name("twin")), "up"],
+        [str(twin_bin), "up"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -56,6 +71,7 @@ def test_up_serves_the_ui_materializes_the_demo_and_stops_cleanly(tmp_path: Path
             assert response.status == 200
         output = Path(log.name).read_text()
         assert "for mara-ellison: succeeded" in output, output
+        assert "for marts: succeeded" in output, output
 
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
@@ -64,6 +80,21 @@ def test_up_serves_the_ui_materializes_the_demo_and_stops_cleanly(tmp_path: Path
         assert event is not None
         assert event.asset_materialization is not None
         assert event.asset_materialization.partition == "mara-ellison"
+
+        # Without touching the UI: a new author's folder, then a file added to it, become searchable
+        # through the daemon (author sensor, import-folder sensor, warehouse sensor, automation).
+        notes = tmp_path / "notes"
+        notes.mkdir()
+        (notes / "first.md").write_text("# Capybara caching\n\nCapybaras cache embeddings by content hash.\n")
+        subprocess.run(
+            [str(twin_bin), "authors", "add", "Test Author", "--import", str(notes)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        wait_until_searchable(twin_bin, env, "capybara caching embeddings", "Capybara caching")
+        (notes / "second.md").write_text("# Quokka latency\n\nQuokkas keep p95 retrieval under fifty ms.\n")
+        wait_until_searchable(twin_bin, env, "quokka latency retrieval", "Quokka latency")
 
         family = {child.pid for child in psutil.Process(up.pid).children(recursive=True)}
         assert len(family) >= 2  # dagster dev and what it started

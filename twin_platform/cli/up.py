@@ -30,6 +30,11 @@ def _reset_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def prepare_dbt() -> None:
+    """Parse the dbt project once, before Dagster's processes load it concurrently."""
+    subprocess.check_call([sys.executable, "-c", "import twin_platform.defs.marts.assets"])
+
+
 def start_dagster(settings: Settings) -> subprocess.Popen[bytes]:
     target = ["-w", str(WORKSPACE)] if WORKSPACE.exists() else ["-m", "twin_platform.definitions"]
     command = [
@@ -83,7 +88,9 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 30.0) 
 
 
 def up_command(
-    materialize: bool = typer.Option(True, help="Materialize raw_documents for the demo author once Dagster is up."),
+    materialize: bool = typer.Option(
+        True, help="Materialize the demo author's assets (collection, features, marts) once Dagster is up."
+    ),
 ) -> None:
     """Start everything for local use and keep it running until Ctrl-C."""
     settings = Settings()
@@ -102,6 +109,7 @@ def up_command(
     try:
         demo = register_demo(settings)
         out.print(f"demo author {demo['author']}: {demo['inserted']} inserted, {demo['unchanged']} unchanged")
+        prepare_dbt()
         dagster = start_dagster(settings)
         out.print(f"starting Dagster (DAGSTER_HOME={home}) ...")
         wait_for_dagster(settings, dagster)
@@ -113,8 +121,6 @@ def up_command(
                     "-m",
                     "twin_platform.cli.main",
                     "materialize",
-                    "--select",
-                    "raw_documents",
                     "--author",
                     str(demo["author"]),
                 ]
