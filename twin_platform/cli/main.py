@@ -7,7 +7,7 @@ import warnings
 
 import typer
 
-from twin_platform.cli import authors, db
+from twin_platform.cli import authors, bench, db
 from twin_platform.cli.crawl import crawl_command
 from twin_platform.cli.demo import demo_command
 from twin_platform.cli.importing import import_command
@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(authors.app, name="authors")
+app.add_typer(bench.app, name="bench")
 app.command("import")(import_command)
 app.command("crawl")(crawl_command)
 app.command("search")(search_command)

@@ -109,7 +109,7 @@ def refresh_embeddings(
     store: FeatureStore,
     embedder: Embedder,
     *,
-    batch_size: int = 256,
+    batch_size: int = 1024,
     on_batch: Callable[[int], None] | None = None,
 ) -> EmbedReport:
     dimension_changed = store.ensure_dimension(embedder.dimension)

@@ -148,7 +148,7 @@ def chunk_embeddings(context: dg.AssetExecutionContext, twin: TwinResource) -> d
         context.partition_key,
         runtime.features,
         embedder,
-        batch_size=max(256, runtime.settings.embedding_batch_size),
+        batch_size=max(1024, runtime.settings.embedding_batch_size),
         on_batch=lambda n: context.log.info("embedded %d chunks", n),
     )
     health = chunk_health(

@@ -1,0 +1,1 @@
+"""Benchmarks: commands that print JSON (never timed tests)."""

@@ -1,0 +1,33 @@
+"""The benchmark commands run and print the figures they promise (tiny sizes here; real ones in README)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from twin_platform.cli.main import app
+from twin_platform.settings import Settings
+
+
+def test_feature_benchmark_prints_its_figures(settings: Settings):
+    result = CliRunner().invoke(app, ["bench", "features", "--docs", "8", "--vectors", "600", "--queries", "10"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    corpus = report["generated_corpus"]
+    assert corpus["documents"] == 8
+    assert corpus["chunks"] > 8
+    assert corpus["chunks_per_s"] > 0
+    assert 0 < corpus["pipeline_to_encode_ratio"] <= 1.5
+    assert corpus["refresh_1pct"]["documents_changed"] == 1
+    assert corpus["refresh_1pct"]["chunks_embedded"] >= 1
+    [hnsw] = report["hnsw"]
+    assert hnsw["vectors"] == 600
+    assert 0.5 <= hnsw["recall_at_10"] <= 1.0
+    assert set(report["goals"]) == {"pipeline_to_encode_ratio>=0.85", "refresh_1pct_cost<=0.05"}
+
+
+def test_bad_benchmark_arguments_are_refused(settings: Settings):
+    result = CliRunner().invoke(app, ["bench", "features", "--vectors", "ten"])
+    assert result.exit_code == 2
+    assert "comma-separated integers" in result.stderr
