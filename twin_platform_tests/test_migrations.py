@@ -9,6 +9,7 @@ from twin_platform.adapters.postgres.database import (
     check_vector_extension,
     current_revision,
     downgrade,
+    head_revision,
     make_engine,
     normalize_url,
     redact,
@@ -30,24 +31,34 @@ def tables(engine: sa.Engine) -> set[str]:
     return set(sa.inspect(engine).get_table_names())
 
 
+TABLES_BY_REVISION = {
+    "0001": {"authors", "raw_documents"},
+    "0002": {"crawl_validators"},
+    "0003": {"cleaned_documents", "chunks"},
+}
+
+
 def test_migrations_go_up_down_and_up_again(empty_database: sa.Engine):
+    assert head_revision() == max(TABLES_BY_REVISION)
     upgrade(empty_database)
-    assert current_revision(empty_database) == "0002"
-    assert {"authors", "raw_documents", "crawl_validators", "alembic_version"} <= tables(empty_database)
+    assert current_revision(empty_database) == head_revision()
+    assert set().union(*TABLES_BY_REVISION.values()) | {"alembic_version"} == tables(empty_database)
     with empty_database.connect() as conn:
         assert conn.execute(sa.text("SELECT extname FROM pg_extension WHERE extname = 'vector'")).scalar() == "vector"
 
-    downgrade(empty_database, "0001")
-    assert "crawl_validators" not in tables(empty_database)
-    assert "respect_robots_txt" not in {c["name"] for c in sa.inspect(empty_database).get_columns("authors")}
-
-    downgrade(empty_database, "base")
-    assert current_revision(empty_database) is None
+    # Step down one revision at a time: each removes exactly what it added.
+    revisions = sorted(TABLES_BY_REVISION, reverse=True)
+    for revision, previous in zip(revisions, [*revisions[1:], "base"], strict=True):
+        downgrade(empty_database, previous)
+        assert current_revision(empty_database) == (None if previous == "base" else previous)
+        assert not TABLES_BY_REVISION[revision] & tables(empty_database)
+        if revision == "0002":
+            assert "respect_robots_txt" not in {c["name"] for c in sa.inspect(empty_database).get_columns("authors")}
     assert tables(empty_database) == {"alembic_version"}
 
     upgrade(empty_database)
     upgrade(empty_database)  # applying twice is a no-op
-    assert current_revision(empty_database) == "0002"
+    assert current_revision(empty_database) == head_revision()
 
 
 def test_a_server_without_the_extension_is_refused_with_a_clear_message(empty_database: sa.Engine):
