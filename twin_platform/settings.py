@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +62,27 @@ class Settings(BaseSettings):
     max_duplicate_chunk_rate: float = Field(
         default=0.05, ge=0, le=1, description="Asset check: share of an author's chunks that may be duplicates."
     )
+    llm_backend: Literal["local", "tgi", "openai"] = Field(
+        default="local", description="Who generates: in-process transformers, a TGI endpoint, or OpenAI-compatible."
+    )
+    llm_url: str | None = Field(default=None, description="TGI or OpenAI-compatible base URL.")
+    llm_api_key: SecretStr | None = Field(default=None, description="Token for the LLM endpoint.")
+    llm_model: str = Field(default="", description="Model name sent to OpenAI-compatible endpoints.")
+    llm_local_model_path: Path | None = Field(default=None, description="Local model folder (overrides the registry).")
+    llm_timeout: float = Field(default=60.0, gt=0, description="Seconds per LLM request.")
+    llm_retries: int = Field(default=2, ge=0, description="Retries on LLM timeouts and 5xx.")
+    llm_max_concurrent: int = Field(default=1, ge=1, description="Generations at once; more get 503 at once.")
+    llm_max_new_tokens: int = Field(default=256, ge=1, le=4096, description="Longest answer, in tokens.")
+    llm_breaker_reset_seconds: float = Field(default=30.0, gt=0, description="Circuit breaker cool-down.")
+    reranker_model: str | None = Field(default=None, description="Cross-encoder id or path; unset: fused order.")
+    api_host: str = Field(default="127.0.0.1", description="RAG API bind address.")
+    api_port: int = Field(default=8000, gt=0, lt=65536, description="RAG API port.")
+    api_auth_disabled: bool = Field(default=False, description="Allowed only when the API binds to loopback.")
+    api_rate_limit_per_minute: int = Field(default=120, ge=1, description="Requests per API key per minute.")
+    api_max_body_bytes: int = Field(default=65_536, ge=1024, description="Largest request body.")
+    api_max_query_chars: int = Field(default=2_000, ge=10, description="Longest query.")
+    api_cors_origins: str = Field(default="", description="Comma-separated origins; empty: CORS off.")
+    api_context_tokens: int = Field(default=1_200, ge=64, description="Retrieved context budget per answer.")
     dagster_host: str = Field(default="127.0.0.1", description="Dagster webserver bind address.")
     dagster_port: int = Field(default=3000, gt=0, lt=65536, description="Dagster webserver port.")
 

