@@ -8,6 +8,7 @@ import warnings
 import typer
 
 from twin_platform.cli import authors, bench, db
+from twin_platform.cli.api import api_command, keys_app
 from twin_platform.cli.crawl import crawl_command
 from twin_platform.cli.demo import demo_command
 from twin_platform.cli.importing import import_command
@@ -26,6 +27,8 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(authors.app, name="authors")
 app.add_typer(bench.app, name="bench")
+app.add_typer(keys_app, name="apikey")
+app.command("api")(api_command)
 app.command("import")(import_command)
 app.command("crawl")(crawl_command)
 app.command("search")(search_command)
