@@ -87,7 +87,7 @@ class TGIClient:
             if status is None or status >= 500 or status == 429:
                 raise LLMUnavailable(f"TGI at {self.base_url} answered {status or 'nothing'}") from exc
             raise LLMError(f"TGI at {self.base_url} refused the request ({status}): {exc}") from exc
-        except OSError as exc:
+        except (OSError, httpx.TransportError) as exc:
             raise LLMUnavailable(f"TGI at {self.base_url} is unreachable: {exc}") from exc
 
     def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[str]:
@@ -109,7 +109,7 @@ class TGIClient:
                 yield str(token)
         except InferenceTimeoutError as exc:
             raise LLMUnavailable(f"TGI at {self.base_url} timed out: {exc}") from exc
-        except (HfHubHTTPError, OSError) as exc:
+        except (HfHubHTTPError, OSError, httpx.TransportError) as exc:
             raise LLMUnavailable(f"TGI at {self.base_url} failed while streaming: {exc}") from exc
 
     def health(self) -> bool:

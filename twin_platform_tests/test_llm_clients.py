@@ -1,0 +1,137 @@
+"""The three LLM backends and the resilience wrapper."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from twin_platform.adapters.llm.local import LocalClient
+from twin_platform.adapters.llm.openai_client import OpenAIClient
+from twin_platform.adapters.llm.resilience import CircuitBreaker, ResilientLLM
+from twin_platform.adapters.llm.tgi import TGIClient
+from twin_platform.domain.llm import GenerationParams, LLMOverloaded, LLMUnavailable, Message
+from twin_platform_tests.tiny_model import build_tiny_chat_model
+from twin_platform_tests.web.tgi import ANSWER, serve_tgi
+
+MESSAGES = [Message("system", "You are a twin."), Message("user", "Where do the vectors live?")]
+PARAMS = GenerationParams(max_tokens=16, temperature=0.0)
+
+
+@pytest.fixture
+def tgi():
+    with serve_tgi() as server:
+        yield server
+
+
+def test_tgi_messages_api_generate_and_stream(tgi):
+    client = TGIClient(tgi.url, timeout=5)
+    generation = client.generate(MESSAGES, PARAMS)
+    assert (generation.text, generation.model, generation.prompt_tokens) == (ANSWER, "twin/fake", 42)
+    path, body = tgi.requests[-1]
+    assert path == "/v1/chat/completions"
+    assert body["messages"][1] == {"role": "user", "content": "Where do the vectors live?"}
+    assert body["max_tokens"] == 16
+    assert "".join(client.stream(MESSAGES, PARAMS)) == ANSWER
+    assert client.health()
+
+
+def test_tgi_falls_back_to_text_generation_without_the_messages_api(tgi):
+    tgi.mode = "no-messages-api"
+    client = TGIClient(tgi.url, timeout=5)
+    generation = client.generate(MESSAGES, PARAMS)
+    assert generation.text == ANSWER
+    path, body = tgi.requests[-1]
+    assert path == "/"
+    assert body["inputs"].startswith("<|im_start|>system\nYou are a twin.<|im_end|>\n")
+    assert body["inputs"].endswith("<|im_start|>assistant\n")
+    assert "".join(client.stream(MESSAGES, PARAMS)).strip() == ANSWER
+
+
+def test_tgi_down_is_unavailable(tgi):
+    tgi.mode = "down"
+    client = TGIClient(tgi.url, timeout=5)
+    with pytest.raises(LLMUnavailable, match="503"):
+        client.generate(MESSAGES, PARAMS)
+    assert not client.health()
+    with pytest.raises(LLMUnavailable, match="unreachable|timed out|failed"):
+        TGIClient("http://127.0.0.1:9", timeout=2).generate(MESSAGES, PARAMS)
+
+
+def test_openai_backend_against_an_openai_compatible_server(tgi):
+    client = OpenAIClient(f"{tgi.url}/v1", api_key="sk-test", model="twin/fake", timeout=5)
+    generation = client.generate(MESSAGES, PARAMS)
+    assert (generation.text, generation.completion_tokens) == (ANSWER, len(ANSWER.split()))
+    assert "".join(client.stream(MESSAGES, PARAMS)) == ANSWER
+
+
+@pytest.mark.skipif(not os.environ.get("TWIN_TEST_TGI_URL"), reason="set TWIN_TEST_TGI_URL to test a real TGI")
+def test_real_tgi():
+    client = TGIClient(os.environ["TWIN_TEST_TGI_URL"], timeout=60)
+    assert client.health()
+    assert client.generate([Message("user", "Say hello.")], GenerationParams(max_tokens=8)).text.strip()
+
+
+@pytest.mark.skipif(not os.environ.get("TWIN_TEST_OPENAI_BASE_URL"),
+                    reason="set TWIN_TEST_OPENAI_BASE_URL (and TWIN_TEST_OPENAI_API_KEY, TWIN_TEST_OPENAI_MODEL)")
+def test_real_openai_compatible_endpoint():
+    client = OpenAIClient(os.environ["TWIN_TEST_OPENAI_BASE_URL"], api_key=os.environ.get("TWIN_TEST_OPENAI_API_KEY"),
+                          model=os.environ.get("TWIN_TEST_OPENAI_MODEL", "gpt-4o-mini"))
+    assert client.generate([Message("user", "Say hello.")], GenerationParams(max_tokens=8)).text.strip()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def test_local_backend_with_a_tiny_model(tiny_model_dir: Path):
+    client = LocalClient(tiny_model_dir, model_id="tiny")
+    generation = client.generate(MESSAGES, PARAMS)
+    assert generation.model == "tiny"
+    assert generation.prompt_tokens > 5
+    assert 1 <= generation.completion_tokens <= 16
+    streamed = "".join(client.stream(MESSAGES, PARAMS))
+    assert streamed.strip() == generation.text  # greedy decoding: the same text both ways
+
+
+def test_breaker_opens_after_failures_and_fails_fast(tgi):
+    tgi.mode = "down"
+    breaker = CircuitBreaker(threshold=2, reset_after=60)
+    client = ResilientLLM(TGIClient(tgi.url, timeout=5), retries=1, backoff=0.01, breaker=breaker)
+    with pytest.raises(LLMUnavailable):
+        client.generate(MESSAGES, PARAMS)
+    assert breaker.state == "open"
+    calls = len(tgi.requests)
+    started = time.perf_counter()
+    with pytest.raises(LLMUnavailable, match="circuit open"):
+        client.generate(MESSAGES, PARAMS)
+    assert time.perf_counter() - started < 0.05
+    assert len(tgi.requests) == calls  # no request reached the server
+
+
+def test_breaker_half_opens_and_closes_on_success():
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=1, reset_after=10, clock=lambda: now[0])
+    breaker.record_failure()
+    assert breaker.state == "open"
+    now[0] = 11
+    assert breaker.state == "half-open"
+    breaker.record_success()
+    assert breaker.state == "closed"
+
+
+def test_pool_refuses_at_once_when_full(tgi):
+    tgi.mode = "slow"
+    client = ResilientLLM(TGIClient(tgi.url, timeout=5), max_concurrent=1)
+    worker = threading.Thread(target=client.generate, args=(MESSAGES, PARAMS))
+    worker.start()
+    time.sleep(0.3)
+    started = time.perf_counter()
+    with pytest.raises(LLMOverloaded):
+        client.generate(MESSAGES, PARAMS)
+    assert time.perf_counter() - started < 0.05
+    worker.join()

@@ -1,0 +1,118 @@
+"""A local stand-in for Text Generation Inference on 127.0.0.1, implementing its documented routes:
+``POST /`` and ``/generate`` (text_generation, also streamed), ``POST /v1/chat/completions`` (Messages
+API, also streamed), ``GET /health`` and ``GET /info``. It answers with fixed text, so tests can check
+what reaches the caller. ``mode`` switches it to failing (503), slow, or without the Messages API."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+ANSWER = "Keep the vectors in Postgres [1]."
+
+
+class FakeTGI:
+    def __init__(self) -> None:
+        self.mode = "ok"  # ok | down | slow | no-messages-api
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.url = ""
+
+
+def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _json(self, status: int, body: object) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _sse(self, events: list[object]) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for event in events:
+                payload = event if isinstance(event, str) else json.dumps(event)
+                self.wfile.write(f"data: {payload}\n\n".encode())
+                self.wfile.flush()
+            self.close_connection = True
+
+        def do_GET(self) -> None:
+            if self.path == "/health":
+                self._json(200 if tgi.mode != "down" else 503, {})
+            elif self.path == "/info":
+                self._json(200, {"model_id": "twin/fake", "max_total_tokens": 4096})
+            else:
+                self._json(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            tgi.requests.append((self.path, body))
+            if tgi.mode == "down":
+                self._json(503, {"error": "model overloaded", "error_type": "overloaded"})
+                return
+            if tgi.mode == "slow":
+                time.sleep(1.5)
+            words = ANSWER.split(" ")
+            if self.path == "/v1/chat/completions":
+                if tgi.mode == "no-messages-api":
+                    self._json(404, {"error": "not found"})
+                    return
+                if body.get("stream"):
+                    chunks: list[object] = [
+                        {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "twin/fake",
+                         "system_fingerprint": "fake", "choices": [{"index": 0, "delta": {"role": "assistant",
+                         "content": w + (" " if i < len(words) - 1 else "")}, "logprobs": None, "finish_reason": None}]}
+                        for i, w in enumerate(words)
+                    ]
+                    self._sse([*chunks, "[DONE]"])
+                    return
+                self._json(200, {
+                    "id": "x", "object": "chat.completion", "created": 0, "model": "twin/fake",
+                    "system_fingerprint": "fake",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "logprobs": None,
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 42, "completion_tokens": len(words), "total_tokens": 42 + len(words)},
+                })
+            elif self.path in {"/", "/generate", "/generate_stream"}:
+                if body.get("stream") or self.path == "/generate_stream":
+                    self._sse([
+                        {"index": i, "token": {"id": i, "text": w + " ", "logprob": -0.1, "special": False},
+                         "generated_text": ANSWER if i == len(words) - 1 else None, "details": None}
+                        for i, w in enumerate(words)
+                    ])
+                    return
+                self._json(200, {"generated_text": ANSWER, "details": {
+                    "finish_reason": "eos_token", "generated_tokens": len(words), "seed": None, "prefill": [],
+                    "tokens": []}})
+            else:
+                self._json(404, {"error": "not found"})
+
+    return Handler
+
+
+@contextmanager
+def serve_tgi() -> Iterator[FakeTGI]:
+    tgi = FakeTGI()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(tgi))
+    server.daemon_threads = True
+    tgi.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield tgi
+    finally:
+        server.shutdown()
+        server.server_close()
