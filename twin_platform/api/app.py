@@ -18,6 +18,7 @@ from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.params import JSONBody
 from litestar.response import Response, ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
@@ -163,7 +164,7 @@ def _retrieve(services: Services, body: SearchRequest, expansions: int = 0) -> R
 
 
 @post("/v1/search", guards=[require_api_key], sync_to_thread=True, status_code=200)
-def search(request: Request[Any, Any, Any], data: SearchRequest) -> SearchResponse:
+def search(request: Request[Any, Any, Any], data: JSONBody[SearchRequest]) -> SearchResponse:
     """Retrieval only: self-query, filtered hybrid search (pgvector + full text, RRF), dedupe, rerank."""
     services = services_of(request)
     started = time.perf_counter()
@@ -184,7 +185,7 @@ def _require_llm(services: Services) -> None:
 
 
 @post("/v1/rag", guards=[require_api_key], sync_to_thread=True, status_code=200)
-def rag(request: Request[Any, Any, Any], data: RagRequest) -> RagResponse | ServerSentEvent:
+def rag(request: Request[Any, Any, Any], data: JSONBody[RagRequest]) -> Response[Any]:
     """Answer in the author's voice from their retrieved writing; ``stream: true`` sends server-sent events."""
     services = services_of(request)
     started = time.perf_counter()
@@ -215,18 +216,20 @@ def rag(request: Request[Any, Any, Any], data: RagRequest) -> RagResponse | Serv
             completion_tokens=generation.completion_tokens,
         )
     )
-    return RagResponse(
-        answer=answer.text,
-        sources=_sources(answer.context.sources),
-        model=generation.model,
-        usage=Usage(
-            prompt_tokens=generation.prompt_tokens,
-            completion_tokens=generation.completion_tokens,
-            total_tokens=generation.prompt_tokens + generation.completion_tokens,
-        ),
-        timings_ms=retrieval.timings_ms,
-        prompt_version=PROMPT_VERSION,
-        filters=_filters_json(retrieval.filters),
+    return Response(
+        RagResponse(
+            answer=answer.text,
+            sources=_sources(answer.context.sources),
+            model=generation.model,
+            usage=Usage(
+                prompt_tokens=generation.prompt_tokens,
+                completion_tokens=generation.completion_tokens,
+                total_tokens=generation.prompt_tokens + generation.completion_tokens,
+            ),
+            timings_ms=retrieval.timings_ms,
+            prompt_version=PROMPT_VERSION,
+            filters=_filters_json(retrieval.filters),
+        )
     )
 
 
@@ -278,7 +281,7 @@ def _sse(
 
 
 @post("/v1/chat/completions", guards=[require_api_key], sync_to_thread=True, status_code=200)
-def chat_completions(request: Request[Any, Any, Any], data: ChatCompletionRequest) -> Any:
+def chat_completions(request: Request[Any, Any, Any], data: JSONBody[ChatCompletionRequest]) -> Response[Any]:
     """OpenAI-compatible chat with the twin: RAG on the last user message, earlier turns as history."""
     services = services_of(request)
     started = time.perf_counter()
@@ -317,21 +320,23 @@ def chat_completions(request: Request[Any, Any, Any], data: ChatCompletionReques
             completion_tokens=g.completion_tokens,
         )
     )
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": g.model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": g.text}, "finish_reason": g.finish_reason}
-        ],
-        "usage": {
-            "prompt_tokens": g.prompt_tokens,
-            "completion_tokens": g.completion_tokens,
-            "total_tokens": g.prompt_tokens + g.completion_tokens,
-        },
-        "sources": [{"title": s.title, "url": s.url} for s in _sources(answer.context.sources)],
-    }
+    return Response(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": g.model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": g.text}, "finish_reason": g.finish_reason}
+            ],
+            "usage": {
+                "prompt_tokens": g.prompt_tokens,
+                "completion_tokens": g.completion_tokens,
+                "total_tokens": g.prompt_tokens + g.completion_tokens,
+            },
+            "sources": [{"title": s.title, "url": s.url} for s in _sources(answer.context.sources)],
+        }
+    )
 
 
 def _openai_chunks(completion_id: str, created: int, model: str, pieces: Iterator[str]) -> Iterator[str]:

@@ -106,7 +106,8 @@ def rule_based(question: str, authors: Sequence[Author], now: datetime | None = 
     text = question.lower()
     author_id = None
     for author in sorted(authors, key=lambda a: -len(a.full_name)):
-        names = [author.full_name, *author.aliases, author.full_name.split()[-1]]
+        parts = author.full_name.split()
+        names = [author.full_name, *author.aliases, parts[-1], parts[0]]
         if any(re.search(rf"\b{re.escape(name.lower())}\b", text) for name in names if len(name) > 2):
             author_id = author.id
             break
