@@ -57,7 +57,7 @@ def test_tgi_down_is_unavailable(tgi):
     with pytest.raises(LLMUnavailable, match="503"):
         client.generate(MESSAGES, PARAMS)
     assert not client.health()
-    with pytest.raises(LLMUnavailable, match="unreachable|timed out|failed"):
+    with pytest.raises(LLMUnavailable, match=r"unreachable|timed out|failed"):
         TGIClient("http://127.0.0.1:9", timeout=2).generate(MESSAGES, PARAMS)
 
 
@@ -75,11 +75,16 @@ def test_real_tgi():
     assert client.generate([Message("user", "Say hello.")], GenerationParams(max_tokens=8)).text.strip()
 
 
-@pytest.mark.skipif(not os.environ.get("TWIN_TEST_OPENAI_BASE_URL"),
-                    reason="set TWIN_TEST_OPENAI_BASE_URL (and TWIN_TEST_OPENAI_API_KEY, TWIN_TEST_OPENAI_MODEL)")
+@pytest.mark.skipif(
+    not os.environ.get("TWIN_TEST_OPENAI_BASE_URL"),
+    reason="set TWIN_TEST_OPENAI_BASE_URL (and TWIN_TEST_OPENAI_API_KEY, TWIN_TEST_OPENAI_MODEL)",
+)
 def test_real_openai_compatible_endpoint():
-    client = OpenAIClient(os.environ["TWIN_TEST_OPENAI_BASE_URL"], api_key=os.environ.get("TWIN_TEST_OPENAI_API_KEY"),
-                          model=os.environ.get("TWIN_TEST_OPENAI_MODEL", "gpt-4o-mini"))
+    client = OpenAIClient(
+        os.environ["TWIN_TEST_OPENAI_BASE_URL"],
+        api_key=os.environ.get("TWIN_TEST_OPENAI_API_KEY"),
+        model=os.environ.get("TWIN_TEST_OPENAI_MODEL", "gpt-4o-mini"),
+    )
     assert client.generate([Message("user", "Say hello.")], GenerationParams(max_tokens=8)).text.strip()
 
 

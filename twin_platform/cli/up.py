@@ -51,19 +51,42 @@ def start_dagster(settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, start_new_session=True, preexec_fn=_reset_sigint)  # noqa: PLW1509
 
 
+def start_api(settings: Settings) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "twin_platform.cli.main", "api"]
+    return subprocess.Popen(command, start_new_session=True, preexec_fn=_reset_sigint)  # noqa: PLW1509
+
+
+def local_api_key(settings: Settings) -> str:
+    """A fresh key named ``local`` (the previous one is revoked: a key is only ever shown once)."""
+    from twin_platform.adapters.postgres.api_store import ApiKeyStore
+    from twin_platform.adapters.postgres.database import open_database
+
+    engine = open_database(settings)
+    try:
+        store = ApiKeyStore(engine)
+        store.revoke("local")
+        return store.create("local")
+    finally:
+        engine.dispose()
+
+
 def wait_for_dagster(settings: Settings, process: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
     url = f"http://{settings.dagster_host}:{settings.dagster_port}/server_info"
+    wait_for_http(url, process, "Dagster", timeout)
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], name: str, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"dagster dev exited with code {process.returncode}")
+            raise RuntimeError(f"{name} exited with code {process.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own http URL
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.5)
-    raise RuntimeError(f"Dagster did not answer at {url} within {timeout:.0f} s")
+    raise RuntimeError(f"{name} did not answer at {url} within {timeout:.0f} s")
 
 
 def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -87,6 +110,18 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 30.0) 
             time.sleep(0.2)
 
 
+def print_endpoints(ui: str, api_url: str, key: str) -> None:
+    out.print(f"\n[bold green]Dagster UI:[/] {ui}/asset-groups")
+    out.print(f"[bold green]RAG API:[/]    {api_url}  (docs: {api_url}/schema/swagger)")
+    out.print(f"[bold green]API key:[/]    {key}", highlight=False)
+    out.print(
+        f"  curl -s {api_url}/v1/rag -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+        """-d '{"query": "How do you keep search up while swapping embedding models?"}'""",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def up_command(
     materialize: bool = typer.Option(
         True, help="Materialize the demo author's assets (collection, features, marts) once Dagster is up."
@@ -106,6 +141,7 @@ def up_command(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     dagster: subprocess.Popen[bytes] | None = None
+    api: subprocess.Popen[bytes] | None = None
     try:
         demo = register_demo(settings)
         out.print(f"demo author {demo['author']}: {demo['inserted']} inserted, {demo['unchanged']} unchanged")
@@ -127,10 +163,15 @@ def up_command(
             )
             if code != 0:
                 err.print("[red]the first materialization failed; see the run in the UI[/]")
-        out.print(f"\n[bold green]Dagster UI:[/] {ui}/asset-groups   (Ctrl-C stops everything)\n")
-        while dagster.poll() is None:
+        key = local_api_key(settings)
+        api = start_api(settings)
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        wait_for_http(f"{api_url}/health", api, "the RAG API", 120)
+        print_endpoints(ui, api_url, key)
+        out.print("(Ctrl-C stops everything)\n")
+        while dagster.poll() is None and api.poll() is None:
             time.sleep(1)
-        raise fail(f"dagster dev exited with code {dagster.returncode}", 1)
+        raise fail("dagster dev or the RAG API exited unexpectedly", 1)
     except KeyboardInterrupt:
         out.print("\nstopping ...")
     except RuntimeError as exc:
@@ -138,8 +179,9 @@ def up_command(
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if dagster is not None:
-            stop_process_group(dagster)
+        for process in (api, dagster):
+            if process is not None:
+                stop_process_group(process)
         if embedded is not None and embedded.stop():
             out.print("stopped embedded Postgres")
         out.print("stopped" if stop_requested else "done")

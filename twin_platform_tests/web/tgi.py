@@ -72,31 +72,75 @@ def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
                     return
                 if body.get("stream"):
                     chunks: list[object] = [
-                        {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "twin/fake",
-                         "system_fingerprint": "fake", "choices": [{"index": 0, "delta": {"role": "assistant",
-                         "content": w + (" " if i < len(words) - 1 else "")}, "logprobs": None, "finish_reason": None}]}
+                        {
+                            "id": "x",
+                            "object": "chat.completion.chunk",
+                            "created": 0,
+                            "model": "twin/fake",
+                            "system_fingerprint": "fake",
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "delta": {"role": "assistant", "content": w + (" " if i < len(words) - 1 else "")},
+                                    "logprobs": None,
+                                    "finish_reason": None,
+                                }
+                            ],
+                        }
                         for i, w in enumerate(words)
                     ]
                     self._sse([*chunks, "[DONE]"])
                     return
-                self._json(200, {
-                    "id": "x", "object": "chat.completion", "created": 0, "model": "twin/fake",
-                    "system_fingerprint": "fake",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}, "logprobs": None,
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 42, "completion_tokens": len(words), "total_tokens": 42 + len(words)},
-                })
+                self._json(
+                    200,
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "twin/fake",
+                        "system_fingerprint": "fake",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": ANSWER},
+                                "logprobs": None,
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": 42,
+                            "completion_tokens": len(words),
+                            "total_tokens": 42 + len(words),
+                        },
+                    },
+                )
             elif self.path in {"/", "/generate", "/generate_stream"}:
                 if body.get("stream") or self.path == "/generate_stream":
-                    self._sse([
-                        {"index": i, "token": {"id": i, "text": w + " ", "logprob": -0.1, "special": False},
-                         "generated_text": ANSWER if i == len(words) - 1 else None, "details": None}
-                        for i, w in enumerate(words)
-                    ])
+                    self._sse(
+                        [
+                            {
+                                "index": i,
+                                "token": {"id": i, "text": w + " ", "logprob": -0.1, "special": False},
+                                "generated_text": ANSWER if i == len(words) - 1 else None,
+                                "details": None,
+                            }
+                            for i, w in enumerate(words)
+                        ]
+                    )
                     return
-                self._json(200, {"generated_text": ANSWER, "details": {
-                    "finish_reason": "eos_token", "generated_tokens": len(words), "seed": None, "prefill": [],
-                    "tokens": []}})
+                self._json(
+                    200,
+                    {
+                        "generated_text": ANSWER,
+                        "details": {
+                            "finish_reason": "eos_token",
+                            "generated_tokens": len(words),
+                            "seed": None,
+                            "prefill": [],
+                            "tokens": [],
+                        },
+                    },
+                )
             else:
                 self._json(404, {"error": "not found"})
 
