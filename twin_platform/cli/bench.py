@@ -27,3 +27,21 @@ def features(
         raise fail(f"--vectors must be comma-separated integers, got {vectors!r}") from None
     err.print("running the feature benchmark (minutes at the default sizes) ...")
     print_json(run(documents=docs, handbook=handbook, vector_sizes=sizes, queries=queries))
+
+
+@app.command("api")
+def api(
+    chunks: str = typer.Option("10000,100000", "--chunks", help="Index sizes, comma-separated."),
+    clients: str = typer.Option("1,8,32", "--clients", help="Concurrent clients, comma-separated."),
+    seconds: float = typer.Option(60.0, "--seconds", min=1, help="Duration of each load run."),
+) -> None:
+    """/v1/search latency p50/p95/p99 and requests/s per concurrency, against a bare embed + SQL loop."""
+    from twin_platform.benchmarks.api import run
+
+    try:
+        sizes = tuple(int(v) for v in chunks.split(",") if v.strip())
+        concurrency = tuple(int(v) for v in clients.split(",") if v.strip())
+    except ValueError:
+        raise fail("--chunks and --clients take comma-separated integers") from None
+    err.print("running the API benchmark ...")
+    print_json(run(sizes=sizes, clients=concurrency, seconds=seconds))
