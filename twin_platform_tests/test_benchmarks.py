@@ -31,3 +31,16 @@ def test_bad_benchmark_arguments_are_refused(settings: Settings):
     result = CliRunner().invoke(app, ["bench", "features", "--vectors", "ten"])
     assert result.exit_code == 2
     assert "comma-separated integers" in result.stderr
+
+
+def test_api_benchmark_prints_its_figures(settings: Settings):
+    result = CliRunner().invoke(app, ["bench", "api", "--chunks", "400", "--clients", "1,2", "--seconds", "2"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    [size] = report["sizes"]
+    assert size["chunks"] == 400
+    assert [r["clients"] for r in size["search"]] == [1, 2]
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in size["search"])
+    assert size["bare_loop"]["requests_per_s"] > 0
+    assert size["rag_single_client"]["errors"] == 0
+    assert report["goals"]["zero_errors"] is True
