@@ -35,6 +35,7 @@ TABLES_BY_REVISION = {
     "0001": {"authors", "raw_documents"},
     "0002": {"crawl_validators"},
     "0003": {"cleaned_documents", "chunks"},
+    "0004": {"api_keys", "query_log"},
 }
 
 
