@@ -42,8 +42,6 @@ def indexed_template(postgres_server: Path, tmp_path_factory: pytest.TempPathFac
         database_url=SecretStr(url_of(postgres_server, name)), data_dir=tmp_path_factory.mktemp("api-data")
     )
     with open_runtime(settings) as runtime:
-        from twin_platform.adapters.postgres.authors import PostgresAuthorRegistry  # noqa: F401
-
         register_demo_without_dagster(settings)
         refresh_cleaned("mara-ellison", runtime.warehouse, runtime.features, CleaningOptions())
         refresh_chunks(

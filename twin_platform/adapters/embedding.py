@@ -6,7 +6,6 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -76,6 +75,3 @@ def load_embedder(model: str = DEFAULT_MODEL) -> SentenceEmbedder:
             _cache[model] = SentenceEmbedder(model)
         return _cache[model]
 
-
-def is_local_model(model: str) -> bool:
-    return model in _PACKAGED_NAMES or Path(model).exists()

@@ -37,9 +37,6 @@ class ScoredChunk:
     ranks: dict[str, int] = field(default_factory=dict)  # rank in each list it appeared in, 1-based
     scores: dict[str, float] = field(default_factory=dict)
 
-    def with_score(self, score: float, **extra: object) -> ScoredChunk:
-        return replace(self, score=score, **extra)  # type: ignore[arg-type]
-
 
 class SearchIndex(Protocol):
     def dense(

@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 from bs4 import BeautifulSoup
 
 from twin_platform.collection.crawlers.article import (
-    ArticleCrawler,
     ExtractedArticle,
     article_draft,
     extract_article,
@@ -100,5 +99,3 @@ class SubstackCrawler:
         result.documents.append(draft.model_copy(update=updates) if updates else draft)
         return result
 
-
-__all__ = ["ArticleCrawler", "SubstackCrawler", "extract_post"]
