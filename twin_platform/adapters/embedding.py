@@ -74,4 +74,3 @@ def load_embedder(model: str = DEFAULT_MODEL) -> SentenceEmbedder:
         if model not in _cache:
             _cache[model] = SentenceEmbedder(model)
         return _cache[model]
-

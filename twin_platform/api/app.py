@@ -35,7 +35,7 @@ from twin_platform.api.schemas import (
 )
 from twin_platform.api.security import is_loopback
 from twin_platform.api.services import Services, open_services
-from twin_platform.domain.llm import LLMUnavailable, Message
+from twin_platform.domain.llm import Generation, LLMUnavailable, Message
 from twin_platform.domain.retrieval import ScoredChunk, SearchFilters
 from twin_platform.rag.pipeline import RAGRequest, Retrieval
 from twin_platform.rag.prompts import PROMPT_VERSION
@@ -156,6 +156,15 @@ def _log_entry(
     }
 
 
+def _generation_fields(generation: Generation) -> dict[str, Any]:
+    return {
+        "model": generation.model,
+        "prompt_version": PROMPT_VERSION,
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+    }
+
+
 def _retrieve(services: Services, body: SearchRequest, expansions: int = 0) -> Retrieval:
     filters = _filters(services, body)
     return services.pipeline.retrieve(
@@ -210,10 +219,7 @@ def rag(request: Request[Any, Any, Any], data: JSONBody[RagRequest]) -> Response
             retrieval,
             started,
             200,
-            model=generation.model,
-            prompt_version=PROMPT_VERSION,
-            prompt_tokens=generation.prompt_tokens,
-            completion_tokens=generation.completion_tokens,
+            **_generation_fields(generation),
         )
     )
     return Response(
@@ -314,10 +320,7 @@ def chat_completions(request: Request[Any, Any, Any], data: JSONBody[ChatComplet
             retrieval,
             started,
             200,
-            model=g.model,
-            prompt_version=PROMPT_VERSION,
-            prompt_tokens=g.prompt_tokens,
-            completion_tokens=g.completion_tokens,
+            **_generation_fields(g),
         )
     )
     return Response(

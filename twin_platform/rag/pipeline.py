@@ -44,6 +44,7 @@ class Retrieval:
     queries: list[str]
     injection_flags: list[str]
     timings_ms: dict[str, float]
+    author_name: str | None = None  # of the author the filters settled on, for the prompt
 
 
 @dataclass
@@ -125,7 +126,9 @@ class RAGPipeline:
         started = time.perf_counter()
         hits = self._rerank(request.query, hits, self.reranker)[: request.k]
         timings["rerank"] = (time.perf_counter() - started) * 1000
+        author = next((a for a in authors if a.id == filters.author_id), None)
         return Retrieval(
+            author_name=author.full_name if author else None,
             hits=hits,
             filters=filters,
             self_query_method=inferred.method,
@@ -137,8 +140,7 @@ class RAGPipeline:
     def prompt(self, request: RAGRequest, retrieval: Retrieval) -> tuple[list[Message], Context]:
         count = self.embedder.count_tokens
         context = assemble_context(retrieval.hits, count, self.context_tokens)
-        author = next((a for a in self.authors() if a.id == retrieval.filters.author_id), None)
-        return rag_messages(request.query, context, author.full_name if author else None, request.history), context
+        return rag_messages(request.query, context, retrieval.author_name, request.history), context
 
     def _call_llm(self, messages: list[Message], params: GenerationParams) -> Generation:
         if self.llm is None:

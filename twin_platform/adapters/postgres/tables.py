@@ -89,3 +89,36 @@ chunks = sa.Table(
     sa.Column("embedded_at", sa.TIMESTAMP(timezone=True)),
     sa.Column("created_at", sa.TIMESTAMP(timezone=True)),
 )
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("prefix", sa.Text),
+    sa.Column("key_hash", sa.CHAR(64)),
+    sa.Column("created_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("last_used_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("revoked_at", sa.TIMESTAMP(timezone=True)),
+)
+
+query_log = sa.Table(
+    "query_log",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("endpoint", sa.Text),
+    sa.Column("api_key_name", sa.Text),
+    sa.Column("author_id", sa.Text),
+    sa.Column("query", sa.Text),
+    sa.Column("filters", postgresql.JSONB),
+    sa.Column("retrieved", postgresql.JSONB),
+    sa.Column("timings_ms", postgresql.JSONB),
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("model", sa.Text),
+    sa.Column("prompt_version", sa.Text),
+    sa.Column("prompt_tokens", sa.Integer),
+    sa.Column("completion_tokens", sa.Integer),
+    sa.Column("status", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("flags", postgresql.JSONB),
+)

@@ -98,4 +98,3 @@ class SubstackCrawler:
             updates["published_at"] = safe_date(entry["post_date"])
         result.documents.append(draft.model_copy(update=updates) if updates else draft)
         return result
-
