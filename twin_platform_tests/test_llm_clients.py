@@ -140,3 +140,16 @@ def test_pool_refuses_at_once_when_full(tgi):
         client.generate(MESSAGES, PARAMS)
     assert time.perf_counter() - started < 0.05
     worker.join()
+
+
+def test_local_batches_left_pad_and_stop_at_stop_strings(tiny_model_dir: Path):
+    client = LocalClient(tiny_model_dir, model_id="tiny")
+    conversations = [[Message("user", "Postgres keeps the vectors")], [Message("user", "Measure recall first, please")]]
+    free = client.generate_batch(conversations, GenerationParams(max_tokens=24, temperature=0))
+    assert [g.completion_tokens for g in free] == [24, 24]
+    assert free[0].text == client.generate(conversations[0], GenerationParams(max_tokens=24, temperature=0)).text
+    stop = next(c for c in free[0].text[4:] if c.isalpha())  # a letter the model does produce
+    stopped = client.generate_batch(conversations, GenerationParams(max_tokens=24, temperature=0, stop=(stop,)))
+    assert stopped[0].completion_tokens < 24
+    assert stopped[0].finish_reason == "stop"
+    assert stop not in stopped[0].text

@@ -45,3 +45,15 @@ def api(
         raise fail("--chunks and --clients take comma-separated integers") from None
     err.print("running the API benchmark ...")
     print_json(run(sizes=sizes, clients=concurrency, seconds=seconds))
+
+
+@app.command("training")
+def training(
+    sft_steps: int = typer.Option(16, "--sft-steps", min=1, help="SFT optimizer steps per run."),
+    dpo_steps: int = typer.Option(8, "--dpo-steps", min=1, help="DPO optimizer steps per run."),
+) -> None:
+    """SFT/DPO tokens/s on the base model, and the Dagster asset's overhead over plain trl (goal <= 10%)."""
+    from twin_platform.benchmarks.training import run
+
+    err.print("running the training benchmark (a few minutes on CPU) ...")
+    print_json(run(sft_steps=sft_steps, dpo_steps=dpo_steps))

@@ -126,6 +126,9 @@ def up_command(
     materialize: bool = typer.Option(
         True, help="Materialize the demo author's assets (collection, features, marts) once Dagster is up."
     ),
+    train: bool = typer.Option(
+        False, help="Also run the training assets (datasets, SFT, DPO, merged twin): about 10 minutes on CPU."
+    ),
 ) -> None:
     """Start everything for local use and keep it running until Ctrl-C."""
     settings = Settings()
@@ -159,6 +162,7 @@ def up_command(
                     "materialize",
                     "--author",
                     str(demo["author"]),
+                    *([] if train else ["--select", "not group:training"]),
                 ]
             )
             if code != 0:

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 from twin_platform.domain.documents import Category
 
-CHUNKER_VERSION = "chunk-v1"
+CHUNKER_VERSION = "chunk-v2"  # v2: closing quotes after a sentence are kept
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
-_SENTENCE = re.compile(r"(?<=[.!?…])[\"”’)\]]*\s+(?=[\"“(\[]?[A-Z0-9À-Ý])")
+# A sentence ends at . ! ? … optionally followed by one closing quote or bracket, which stays with it.
+_SENTENCE = re.compile(r"(?:(?<=[.!?…][\"”’)\]])|(?<=[.!?…]))\s+(?=[\"“(\[]?[A-Z0-9À-Ý])")
 _FILE_HEADER = re.compile(r"^### (\S.*)$", re.MULTILINE)
 _FENCE_OPEN = re.compile(r"^```(\w*)\s*$")
 

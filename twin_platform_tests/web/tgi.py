@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,6 +21,8 @@ class FakeTGI:
         self.mode = "ok"  # ok | down | slow | no-messages-api
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.url = ""
+        # The text it answers with; tests may compute it from the request body (e.g. JSON instructions).
+        self.reply: Callable[[dict[str, Any]], str] = lambda body: ANSWER
 
 
 def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
@@ -65,7 +67,8 @@ def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
                 return
             if tgi.mode == "slow":
                 time.sleep(1.5)
-            words = ANSWER.split(" ")
+            answer = tgi.reply(body)
+            words = answer.split(" ")
             if self.path == "/v1/chat/completions":
                 if tgi.mode == "no-messages-api":
                     self._json(404, {"error": "not found"})
@@ -102,7 +105,7 @@ def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
                         "choices": [
                             {
                                 "index": 0,
-                                "message": {"role": "assistant", "content": ANSWER},
+                                "message": {"role": "assistant", "content": answer},
                                 "logprobs": None,
                                 "finish_reason": "stop",
                             }
@@ -121,7 +124,7 @@ def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
                             {
                                 "index": i,
                                 "token": {"id": i, "text": w + " ", "logprob": -0.1, "special": False},
-                                "generated_text": ANSWER if i == len(words) - 1 else None,
+                                "generated_text": answer if i == len(words) - 1 else None,
                                 "details": None,
                             }
                             for i, w in enumerate(words)
@@ -131,7 +134,7 @@ def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
                 self._json(
                     200,
                     {
-                        "generated_text": ANSWER,
+                        "generated_text": answer,
                         "details": {
                             "finish_reason": "eos_token",
                             "generated_tokens": len(words),

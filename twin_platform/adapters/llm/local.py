@@ -78,6 +78,7 @@ class LocalClient:
         self.model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)  # fp32: fastest on CPU
         self.model.eval()
         self._torch = torch
+        self._stop_tokens: dict[tuple[str, ...], list[int]] = {}
 
     def _inputs(self, messages: Sequence[Message]) -> Any:
         return self.tokenizer.apply_chat_template(
@@ -93,7 +94,27 @@ class LocalClient:
         }
         if sample:
             kwargs.update(temperature=params.temperature, top_p=params.top_p)
+        if params.stop:  # stop generating there (the text is cut before it, as OpenAI and TGI do)
+            kwargs["stopping_criteria"] = [self._stop_criteria(params.stop)]
         return kwargs
+
+    def _stop_criteria(self, stops: tuple[str, ...]) -> Any:
+        """Stop a row once it emits a token containing a stop string. transformers' ``stop_strings`` does
+        this more generally but rebuilds a vocabulary table on every call (seconds for a 49k vocabulary)."""
+        from transformers import StoppingCriteria
+
+        if stops not in self._stop_tokens:
+            vocabulary = range(len(self.tokenizer))
+            texts = self.tokenizer.batch_decode([[i] for i in vocabulary])
+            self._stop_tokens[stops] = [i for i, t in zip(vocabulary, texts, strict=True) if any(s in t for s in stops)]
+        ids = self._torch.tensor(self._stop_tokens[stops])
+
+        class StopOnTokens(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return self_isin(input_ids[:, -1], ids)
+
+        self_isin = self._torch.isin
+        return StopOnTokens()
 
     def generate(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
         inputs = self._inputs(messages)
@@ -112,6 +133,44 @@ class LocalClient:
             completion_tokens=len(new_tokens),
             finish_reason="stop" if finished else "length",
         )
+
+    def generate_batch(
+        self, conversations: Sequence[Sequence[Message]], params: GenerationParams, *, batch_size: int = 8
+    ) -> list[Generation]:
+        """Many conversations, ``batch_size`` at a time with left padding: several times the tokens/s on CPU."""
+        results: list[Generation] = []
+        tokenizer = self.tokenizer
+        for start in range(0, len(conversations), batch_size):
+            batch = conversations[start : start + batch_size]
+            prompts = [
+                tokenizer.apply_chat_template([m.as_dict() for m in c], add_generation_prompt=True, tokenize=False)
+                for c in batch
+            ]
+            side, tokenizer.padding_side = tokenizer.padding_side, "left"
+            try:
+                inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            finally:
+                tokenizer.padding_side = side
+            width = int(inputs["input_ids"].shape[1])
+            with self._torch.inference_mode():
+                output = self.model.generate(**inputs, **self._generate_kwargs(params))
+            for row, mask in zip(output, inputs["attention_mask"], strict=True):
+                new_tokens = row[width:]
+                text: str = tokenizer.decode(new_tokens, skip_special_tokens=True)
+                for stop in params.stop:
+                    text = text.split(stop, 1)[0]
+                completion = int((new_tokens != tokenizer.pad_token_id).sum())
+                ended = completion < params.max_tokens  # eos, a stop string, or padding after either
+                results.append(
+                    Generation(
+                        text=text.strip(),
+                        model=self.model_id,
+                        prompt_tokens=int(mask.sum()),
+                        completion_tokens=completion,
+                        finish_reason="stop" if ended else "length",
+                    )
+                )
+        return results
 
     def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[str]:
         from transformers import TextIteratorStreamer

@@ -74,6 +74,16 @@ class PostgresFeatureStore:
                 )
                 conn.execute(stmt, rows)
 
+    def cleaned_documents(self, author_id: str) -> list[CleanedDocument]:
+        """Every cleaned document of an author, in a stable order."""
+        stmt = (
+            sa.select(cleaned_documents)
+            .where(cleaned_documents.c.author_id == author_id)
+            .order_by(cleaned_documents.c.published_at.asc().nulls_last(), cleaned_documents.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_cleaned(row) for row in conn.execute(stmt)]
+
     def documents_to_chunk(self, author_id: str, fingerprint: str) -> list[CleanedDocument]:
         wanted = cleaned_documents.c.source_key + sa.literal("|" + fingerprint)
         stmt = (

