@@ -7,11 +7,13 @@ training). The direct run is a plain trl script: load, LoRA, train, save. The as
 through the artifact IO manager and publishing its adapter, loss curve and metadata. Everything is
 written under a scratch data dir that is removed at the end. Prints one JSON document.
 
-    twin bench training [--sft-steps 16] [--dpo-steps 8]
+    twin bench training [--sft-steps 12] [--dpo-steps 8]
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import platform
 import shutil
 import tempfile
@@ -90,6 +92,7 @@ def direct_trl(
     from datasets import Dataset
     from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     started = time.perf_counter()
@@ -137,26 +140,39 @@ def direct_trl(
             processing_class=tokenizer,
             peft_config=lora,
         )
+    trainer.remove_callback(PrinterCallback)  # stdout carries the benchmark's JSON
     trainer.train()
     trainer.save_model(str(out / "adapter"))
     return time.perf_counter() - started
 
 
-def run(sft_steps: int = 16, dpo_steps: int = 8) -> dict[str, Any]:
+def run(sft_steps: int = 12, dpo_steps: int = 8) -> dict[str, Any]:
     import dagster as dg
     import torch
     from transformers import AutoTokenizer
 
     from twin_platform.defs.authors.partitions import AUTHORS_PARTITION
-    from twin_platform.defs.resources import ArtifactIOManager, ArtifactStoreResource, PlatformSettings
-    from twin_platform.defs.training.assets import dpo_adapter, sft_adapter, training_options
+    from twin_platform.defs.resources import ArtifactIOManager, ArtifactStoreResource, PlatformSettings, TwinResource
+    from twin_platform.defs.training.assets import (
+        dpo_adapter,
+        instruction_dataset,
+        preference_dataset,
+        sft_adapter,
+        training_options,
+    )
 
     base = base_model(Settings())  # the converted SmolLM2 is reused from the main data dir
     scratch = Path(tempfile.mkdtemp(prefix="twin-bench-training-"))
+    # The assets read TWIN_* settings, as in production: give both sides the same configuration.
+    overrides = {
+        "TWIN_TRAINING_BASE_MODEL": base,
+        "TWIN_TRAINING_SFT_MAX_STEPS": str(sft_steps),
+        "TWIN_TRAINING_DPO_MAX_STEPS": str(dpo_steps),
+    }
+    saved = {key: os.environ.get(key) for key in overrides}
+    os.environ.update(overrides)
     try:
-        settings = Settings(
-            data_dir=scratch / "data", training_sft_max_steps=sft_steps, training_dpo_max_steps=dpo_steps
-        )
+        settings = Settings(data_dir=scratch / "data")
         options = training_options(settings, base)
         tokenizer = AutoTokenizer.from_pretrained(base)
         instructions, preferences = demo_samples(tokenizer, settings.dataset_passage_tokens)
@@ -167,6 +183,7 @@ def run(sft_steps: int = 16, dpo_steps: int = 8) -> dict[str, Any]:
             save_dataset(samples, folder / "hf")
             store.publish(folder, f"{key}/{AUTHOR}")
         resources = {
+            "twin": TwinResource(data_dir=str(settings.data_path)),  # needed by the graph, not by these steps
             "platform": PlatformSettings(data_dir=str(settings.data_path)),
             "artifact_store": storage,
             "artifacts": ArtifactIOManager(storage=storage),
@@ -174,16 +191,26 @@ def run(sft_steps: int = 16, dpo_steps: int = 8) -> dict[str, Any]:
         instance = dg.DagsterInstance.ephemeral()
         instance.add_dynamic_partitions(AUTHORS_PARTITION, [AUTHOR])
 
+        graph = [instruction_dataset, preference_dataset, sft_adapter, dpo_adapter]
+
         def asset_run(asset: Any) -> tuple[float, dict[str, Any]]:
             started = time.perf_counter()
-            result = dg.materialize([asset], resources=resources, partition_key=AUTHOR, instance=instance)
+            result = dg.materialize(  # a failed blocking check (a short run) still measures the run
+                graph,
+                selection=[asset],
+                resources=resources,
+                partition_key=AUTHOR,
+                instance=instance,
+                raise_on_error=False,
+            )
             elapsed = time.perf_counter() - started
             [materialization] = result.asset_materializations_for_node(asset.op.name)
             return elapsed, {k: v.value for k, v in materialization.metadata.items()}
 
         train_rows = [s.as_row() for s in instructions]
         pair_rows = [s.as_row() for s in preferences]
-        direct_trl("sft", options, train_rows[:8], scratch / "warmup")  # page cache, lazy imports
+        warmup = dataclasses.replace(options, sft=dataclasses.replace(options.sft, max_steps=2))
+        direct_trl("sft", warmup, train_rows[:8], scratch / "warmup")  # page cache, lazy imports
         sft_direct = direct_trl("sft", options, train_rows, scratch / "direct-sft")
         sft_asset, sft_meta = asset_run(sft_adapter)
         sft_ref = store.latest(f"sft_adapter/{AUTHOR}")
@@ -224,4 +251,9 @@ def run(sft_steps: int = 16, dpo_steps: int = 8) -> dict[str, Any]:
             "goal_met": sft_asset / sft_direct - 1 <= 0.10 and dpo_asset / dpo_direct - 1 <= 0.10,
         }
     finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         shutil.rmtree(scratch, ignore_errors=True)

@@ -49,7 +49,7 @@ def api(
 
 @app.command("training")
 def training(
-    sft_steps: int = typer.Option(16, "--sft-steps", min=1, help="SFT optimizer steps per run."),
+    sft_steps: int = typer.Option(12, "--sft-steps", min=1, help="SFT optimizer steps per run."),
     dpo_steps: int = typer.Option(8, "--dpo-steps", min=1, help="DPO optimizer steps per run."),
 ) -> None:
     """SFT/DPO tokens/s on the base model, and the Dagster asset's overhead over plain trl (goal <= 10%)."""

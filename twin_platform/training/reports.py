@@ -51,8 +51,8 @@ def loss_went_down(losses: Sequence[float]) -> tuple[bool, float, float]:
     return last < first, first, last
 
 
-def metrics_table(rows: Mapping[str, Any]) -> str:
-    lines = ["| metric | value |", "|---|---|"]
+def metrics_table(rows: Mapping[str, Any], header: tuple[str, str] = ("metric", "value")) -> str:
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
     for key, value in rows.items():
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
         lines.append(f"| {key} | {shown} |")
@@ -86,11 +86,11 @@ def model_card(
         "",
         "## Lineage",
         "",
-        metrics_table(lineage),
+        metrics_table(lineage, ("input", "version")),
         "",
         "## Hyperparameters",
         "",
-        metrics_table(hyperparameters),
+        metrics_table(hyperparameters, ("hyperparameter", "value")),
         "",
         "## Metrics",
         "",

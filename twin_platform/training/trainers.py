@@ -210,13 +210,7 @@ def train_sft(
         peft_config=peft_config,
         callbacks=_callback(on_log),
     )
-    metrics, resumed = _run(trainer, checkpoint_dir, adapter_dir, tokenizer)
-    history = _history(trainer)
-    tokens = max((entry.get("num_tokens", 0.0) for entry in history), default=0.0)
-    metrics["train_tokens"] = tokens
-    metrics["tokens_per_second"] = tokens / metrics["train_runtime"] if metrics.get("train_runtime") else 0.0
-    evaluation = _evaluate(trainer) if test else {}
-    return TrainingResult(adapter_dir, history, metrics, resumed, _backend(), evaluation)
+    return _train(trainer, tokenizer, checkpoint_dir, adapter_dir, evaluate=bool(test), tokens=_sft_tokens)
 
 
 def train_dpo(
@@ -250,24 +244,42 @@ def train_dpo(
         peft_config=peft_config,
         callbacks=_callback(on_log),
     )
+    return _train(trainer, tokenizer, checkpoint_dir, adapter_dir, evaluate=bool(test), tokens=_dpo_tokens)
+
+
+def _train(
+    trainer: Any,
+    tokenizer: Any,
+    checkpoint_dir: Path,
+    adapter_dir: Path,
+    *,
+    evaluate: bool,
+    tokens: Callable[[Any, list[dict[str, float]]], float],
+) -> TrainingResult:
     metrics, resumed = _run(trainer, checkpoint_dir, adapter_dir, tokenizer)
-    metrics["train_tokens"] = _dpo_tokens(trainer, options.dpo, metrics)
-    metrics["tokens_per_second"] = (
-        metrics["train_tokens"] / metrics["train_runtime"] if metrics.get("train_runtime") else 0.0
-    )
-    evaluation = _evaluate(trainer) if test else {}
-    return TrainingResult(adapter_dir, _history(trainer), metrics, resumed, _backend(), evaluation)
+    history = _history(trainer)
+    metrics["train_tokens"] = tokens(trainer, history)
+    runtime = metrics.get("train_runtime", 0.0)
+    metrics["tokens_per_second"] = metrics["train_tokens"] / runtime if runtime else 0.0
+    evaluation = _evaluate(trainer) if evaluate else {}
+    return TrainingResult(adapter_dir, history, metrics, resumed, _backend(), evaluation)
 
 
-def _dpo_tokens(trainer: Any, stage: StageOptions, metrics: dict[str, float]) -> float:
+def _sft_tokens(trainer: Any, history: list[dict[str, float]]) -> float:
+    """trl counts the (non-padding) tokens it trained on."""
+    return max((entry.get("num_tokens", 0.0) for entry in history), default=0.0)
+
+
+def _dpo_tokens(trainer: Any, history: list[dict[str, float]]) -> float:
     """Tokens the policy read: mean (prompt + chosen + rejected) length x samples seen."""
     data = trainer.train_dataset
     columns = [c for c in ("prompt_ids", "chosen_ids", "rejected_ids") if c in data.column_names]
     if not columns or not len(data):
         return 0.0
     mean = sum(sum(len(x) for x in data[c]) for c in columns) / len(data)
-    steps = metrics.get("train_steps") or trainer.state.global_step
-    return float(mean * steps * stage.batch_size * stage.grad_accum)
+    args = trainer.args
+    samples = trainer.state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps
+    return float(mean * samples)
 
 
 def _evaluate(trainer: Any) -> dict[str, float]:

@@ -10,7 +10,7 @@ Every asset carries dagster-k8s config, so on a cluster each step runs in a GPU 
 """
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -364,6 +364,29 @@ def _loss_check(meta: dict[str, Any]) -> dg.AssetCheckResult:
     )
 
 
+def _train_stage(
+    context: dg.AssetExecutionContext,
+    settings: Settings,
+    options: TrainingOptions,
+    stage: str,
+    inputs: dict[str, str],
+    train: Callable[[Path, Path, Callable[[dict[str, float]], None]], TrainingResult],
+) -> tuple[Path, TrainingResult, dict[str, Any]]:
+    """Run one stage into a staging folder. Checkpoints live under a name derived from the config,
+    the input versions and the code version: an interrupted run resumes; a finished one clears them."""
+    run = options.fingerprint(*inputs.values(), TRAINING_CODE_VERSION)
+    checkpoints = settings.data_path / "checkpoints" / context.partition_key / f"{stage}-{run}"
+    folder = staging_dir(settings, f"{stage}_adapter")
+    try:
+        result = train(folder, checkpoints, _log_relay(context, stage))
+    except BaseException:
+        discard(folder)  # the checkpoints stay for the next attempt
+        raise
+    meta = _training_metadata(result, options, inputs, stage, folder)
+    clear_checkpoints(checkpoints)
+    return folder, result, meta
+
+
 def _rows(ref: ArtifactRef, split: str) -> list[dict[str, Any]]:
     return load_rows(ref.path / "hf", split)  # type: ignore[arg-type]
 
@@ -386,23 +409,17 @@ def sft_adapter(
     settings = platform.get()
     options = training_options(settings, base_model(settings))
     inputs = {"instruction_dataset": instruction_dataset.version}
-    run = options.fingerprint(instruction_dataset.version, TRAINING_CODE_VERSION)
-    checkpoints = settings.data_path / "checkpoints" / context.partition_key / f"sft-{run}"
-    folder = staging_dir(settings, "sft_adapter")
-    try:
-        result = train_sft(
-            options,
-            _rows(instruction_dataset, "train"),
-            _rows(instruction_dataset, "test"),
-            adapter_dir=folder,
-            checkpoint_dir=checkpoints,
-            on_log=_log_relay(context, "sft"),
-        )
-    except BaseException:
-        discard(folder)  # checkpoints stay: the next run resumes from them
-        raise
-    meta = _training_metadata(result, options, inputs, "sft", folder)
-    clear_checkpoints(checkpoints)
+    train, test = _rows(instruction_dataset, "train"), _rows(instruction_dataset, "test")
+    folder, _, meta = _train_stage(
+        context,
+        settings,
+        options,
+        "sft",
+        inputs,
+        lambda adapter, checkpoints, log: train_sft(
+            options, train, test, adapter_dir=adapter, checkpoint_dir=checkpoints, on_log=log
+        ),
+    )
     check = _loss_check(meta)
     yield dg.Output(Staged(folder), metadata=meta)
     yield check
@@ -428,30 +445,23 @@ def dpo_adapter(
     settings = platform.get()
     options = training_options(settings, base_model(settings))
     inputs = {"sft_adapter": sft_adapter.version, "preference_dataset": preference_dataset.version}
-    run = options.fingerprint(sft_adapter.version, preference_dataset.version, TRAINING_CODE_VERSION)
-    checkpoints = settings.data_path / "checkpoints" / context.partition_key / f"dpo-{run}"
-    folder = staging_dir(settings, "dpo_adapter")
-    try:
-        result = train_dpo(
-            options,
-            sft_adapter.path,
-            _rows(preference_dataset, "train"),
-            _rows(preference_dataset, "test"),
-            adapter_dir=folder,
-            checkpoint_dir=checkpoints,
-            on_log=_log_relay(context, "dpo"),
-        )
-    except BaseException:
-        discard(folder)
-        raise
-    meta = _training_metadata(result, options, inputs, "dpo", folder)
+    train, test = _rows(preference_dataset, "train"), _rows(preference_dataset, "test")
+    folder, result, meta = _train_stage(
+        context,
+        settings,
+        options,
+        "dpo",
+        inputs,
+        lambda adapter, checkpoints, log: train_dpo(
+            options, sft_adapter.path, train, test, adapter_dir=adapter, checkpoint_dir=checkpoints, on_log=log
+        ),
+    )
     last = next((h for h in reversed(result.history) if "rewards/margins" in h), {})
     meta["reward_margin"] = round(last.get("rewards/margins", float("nan")), 4)
     meta["reward_accuracy"] = round(last.get("rewards/accuracies", float("nan")), 4)
     if "eval_rewards/accuracies" in result.evaluation:
         meta["eval_reward_accuracy"] = round(result.evaluation["eval_rewards/accuracies"], 4)
         meta["eval_reward_margin"] = round(result.evaluation["eval_rewards/margins"], 4)
-    clear_checkpoints(checkpoints)
     check = _loss_check(meta)
     yield dg.Output(Staged(folder), metadata=meta)
     yield check
