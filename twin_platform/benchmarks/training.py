@@ -112,8 +112,11 @@ def direct_trl(
     common: dict[str, Any] = {
         "output_dir": str(out / "checkpoints"),
         "per_device_train_batch_size": stage_options.batch_size,
+        "gradient_accumulation_steps": stage_options.grad_accum,
         "learning_rate": stage_options.learning_rate,
+        "warmup_steps": stage_options.warmup_ratio,
         "max_steps": stage_options.max_steps,
+        "data_seed": options.seed,  # the same batches (and so the same padding) as the asset
         "logging_steps": 1,
         "save_strategy": "no",
         "report_to": "none",
