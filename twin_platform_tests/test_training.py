@@ -238,3 +238,13 @@ def test_real_smollm2_trains_a_few_steps_and_merges(tmp_path: Path):
     assert (merged / "tokenizer_config.json").exists()
     assert (merged / "model.safetensors").exists()
     assert smoke_generate(merged, "Where should embeddings live?", max_new_tokens=12).strip()
+
+
+def test_an_author_without_cleaned_documents_fails_by_name(runtime: Runtime):
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(AUTHORS_PARTITION, [AUTHOR])
+    result = materialize([instruction_dataset], instance)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert f"author '{AUTHOR}' has no cleaned documents" in str(failure.step_failure_data.error)
+    assert not (Settings().data_path / "artifacts" / "instruction_dataset").exists()  # nothing published

@@ -14,6 +14,11 @@ from twin_platform.adapters.runtime import Runtime, open_runtime
 from twin_platform.settings import Settings
 
 
+def settings_for(data_dir: str | None) -> Settings:
+    """TWIN_* settings, with the data dir overridden when a resource is configured with one."""
+    return Settings(data_dir=data_dir) if data_dir else Settings()
+
+
 class TwinResource(dg.ConfigurableResource):
     """Postgres, the author registry and the document warehouse.
 
@@ -27,7 +32,7 @@ class TwinResource(dg.ConfigurableResource):
     _runtime: Runtime | None = PrivateAttr(default=None)
 
     def settings(self) -> Settings:
-        return Settings(data_dir=self.data_dir) if self.data_dir else Settings()
+        return settings_for(self.data_dir)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._stack = ExitStack()
@@ -52,7 +57,7 @@ class PlatformSettings(dg.ConfigurableResource):
     data_dir: str | None = None  # overrides TWIN_DATA_DIR when set
 
     def get(self) -> Settings:
-        return Settings(data_dir=self.data_dir) if self.data_dir else Settings()
+        return settings_for(self.data_dir)
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class ArtifactStoreResource(dg.ConfigurableResource):
     data_dir: str | None = None  # overrides TWIN_DATA_DIR when set
 
     def settings(self) -> Settings:
-        return Settings(data_dir=self.data_dir) if self.data_dir else Settings()
+        return settings_for(self.data_dir)
 
     def store(self) -> ArtifactStore:
         settings = self.settings()

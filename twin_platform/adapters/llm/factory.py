@@ -79,13 +79,7 @@ def dataset_generator(settings: Settings, base: str, progress: Progress | None =
 
 def local_batch_generator(client: LocalClient, batch_size: int, progress: Progress | None = None) -> BatchGenerate:
     def generate(conversations: Sequence[Sequence[Message]], params: GenerationParams) -> list[Generation]:
-        results: list[Generation] = []
-        for start in range(0, len(conversations), batch_size):
-            batch = conversations[start : start + batch_size]
-            results += client.generate_batch(batch, params, batch_size=batch_size)
-            if progress:
-                progress(len(results), len(conversations))
-        return results
+        return client.generate_batch(conversations, params, batch_size=batch_size, progress=progress)
 
     return generate
 

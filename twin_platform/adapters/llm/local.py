@@ -10,7 +10,7 @@ import importlib.util
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +135,15 @@ class LocalClient:
         )
 
     def generate_batch(
-        self, conversations: Sequence[Sequence[Message]], params: GenerationParams, *, batch_size: int = 8
+        self,
+        conversations: Sequence[Sequence[Message]],
+        params: GenerationParams,
+        *,
+        batch_size: int = 8,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Generation]:
-        """Many conversations, ``batch_size`` at a time with left padding: several times the tokens/s on CPU."""
+        """Many conversations, ``batch_size`` at a time with left padding: several times the tokens/s on CPU.
+        ``progress(done, total)`` is called after each batch."""
         results: list[Generation] = []
         tokenizer = self.tokenizer
         for start in range(0, len(conversations), batch_size):
@@ -170,6 +176,8 @@ class LocalClient:
                         finish_reason="stop" if ended else "length",
                     )
                 )
+            if progress:
+                progress(len(results), len(conversations))
         return results
 
     def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[str]:

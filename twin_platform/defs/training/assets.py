@@ -36,7 +36,7 @@ from twin_platform.defs.resources import (
     discard,
     staging_dir,
 )
-from twin_platform.domain.datasets import CurationReport, text_hash
+from twin_platform.domain.datasets import CurationReport, Split, text_hash
 from twin_platform.domain.llm import GenerationParams
 from twin_platform.settings import Settings
 from twin_platform.training.options import LoraOptions, StageOptions, TrainingOptions
@@ -78,6 +78,12 @@ def k8s_config(settings: Settings) -> dict[str, Any]:
 
 
 K8S_TAGS = {"dagster-k8s/config": json.dumps(k8s_config(Settings()))}
+# What every training asset shares: per author, on demand, in the "training" group, GPU pods on k8s.
+TRAINING: dict[str, Any] = {"partitions_def": authors_partitions, "group_name": "training", "op_tags": K8S_TAGS}
+STORED: dict[str, Any] = {
+    **TRAINING,
+    "io_manager_key": "artifacts",
+}  # versioned folders through the artifact IO manager
 
 
 def training_options(settings: Settings, base: str) -> TrainingOptions:
@@ -215,13 +221,10 @@ def _table(rows: list[dict[str, str]]) -> str:
 
 
 @dg.asset(
-    partitions_def=authors_partitions,
+    **STORED,
     deps=["cleaned_documents"],
-    io_manager_key="artifacts",
-    group_name="training",
     kinds={"python", "huggingface"},
     code_version=DATASET_CODE_VERSION,
-    op_tags=K8S_TAGS,
     check_specs=dataset_checks("instruction_dataset"),
     description="Instruction back-translation: each answer is a passage the author wrote, each instruction "
     "is written by the configured LLM (versioned prompt, JSON validated or repaired or dropped). Rule "
@@ -269,12 +272,9 @@ def instruction_dataset(
 
 
 @dg.asset(
-    partitions_def=authors_partitions,
-    io_manager_key="artifacts",
-    group_name="training",
+    **STORED,
     kinds={"pytorch", "huggingface"},
     code_version=DATASET_CODE_VERSION,
-    op_tags=K8S_TAGS,
     check_specs=dataset_checks("preference_dataset"),
     description="Preference pairs for DPO: for each instruction, chosen = the author's passage, rejected = "
     "the base model's own answer (the contrast in voice the twin should learn). Too-short or too-similar "
@@ -286,7 +286,7 @@ def preference_dataset(
     settings = platform.get()
     author = context.partition_key
     base = base_model(settings)
-    rows = load_rows(instruction_dataset.path / "hf", "train") + load_rows(instruction_dataset.path / "hf", "test")
+    rows = _rows(instruction_dataset, "train") + _rows(instruction_dataset, "test")
     cache_file = _cache_path(settings, "base-answers", author, ANSWER_PROMPT_VERSION, _model_id(base))
     cache = load_cache(cache_file)
     params = GenerationParams(max_tokens=settings.dataset_answer_max_tokens, temperature=0.7, top_p=0.9)
@@ -387,17 +387,14 @@ def _train_stage(
     return folder, result, meta
 
 
-def _rows(ref: ArtifactRef, split: str) -> list[dict[str, Any]]:
-    return load_rows(ref.path / "hf", split)  # type: ignore[arg-type]
+def _rows(ref: ArtifactRef, split: Split) -> list[dict[str, Any]]:
+    return load_rows(ref.path / "hf", split)
 
 
 @dg.asset(
-    partitions_def=authors_partitions,
-    io_manager_key="artifacts",
-    group_name="training",
+    **STORED,
     kinds={"pytorch", "huggingface"},
     code_version=TRAINING_CODE_VERSION,
-    op_tags=K8S_TAGS,
     check_specs=[dg.AssetCheckSpec("loss_went_down", asset="sft_adapter", blocking=True)],
     description="LoRA supervised fine-tuning (trl SFTTrainer + peft) of the base model on the instruction "
     "dataset: chat template, loss on the author's answers only, seeded; unsloth on CUDA. Resumes from its "
@@ -426,12 +423,9 @@ def sft_adapter(
 
 
 @dg.asset(
-    partitions_def=authors_partitions,
-    io_manager_key="artifacts",
-    group_name="training",
+    **STORED,
     kinds={"pytorch", "huggingface"},
     code_version=TRAINING_CODE_VERSION,
-    op_tags=K8S_TAGS,
     check_specs=[dg.AssetCheckSpec("loss_went_down", asset="dpo_adapter", blocking=True)],
     description="DPO (trl DPOTrainer, LoRA) on the SFT model with the preference dataset: the author's "
     "passage preferred over the base model's answer. Reward margins and accuracies in the metadata.",
@@ -468,11 +462,9 @@ def dpo_adapter(
 
 
 @dg.asset(
-    partitions_def=authors_partitions,
-    group_name="training",
+    **TRAINING,
     kinds={"pytorch", "huggingface"},
     code_version=TRAINING_CODE_VERSION,
-    op_tags=K8S_TAGS,
     check_specs=[dg.AssetCheckSpec("loads_and_generates", asset="merged_model")],
     description="The SFT and DPO adapters merged into the base weights, saved with tokenizer, chat "
     "template and a model card (lineage, hyperparameters, metrics), published to the artifact store and "
