@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,3 +157,93 @@ def test_oversized_member_is_rejected_not_unpacked(runtime: Runtime, jane: Autho
     )
     assert report.inserted == 1
     assert "over the 20,000-byte import limit" in report.rejected[0].reason
+
+
+CLIMBING = (
+    "../posts/2024-01-17_Up-ghi.html",
+    "/posts/2024-01-18_Abs-jkl.html",
+    "posts/../../x/posts/y.html",
+    "C:/posts/2024-01-19_Drive-mno.html",
+    "posts\\..\\..\\posts/2024-01-20_Back-pqr.html",
+)
+
+
+def test_zip_members_that_are_links_or_climb_out_are_rejected(runtime: Runtime, jane: Author, tmp_path: Path):
+    export = tmp_path / "medium.zip"
+    with zipfile.ZipFile(export, "w") as archive:
+        archive.writestr("posts/2024-01-15_Real-abc.html", medium_post("Real", "real-abc", "The author's words."))
+        link = zipfile.ZipInfo("posts/2024-01-16_Link-def.html")
+        link.create_system = 3  # unix: the high 16 bits of external_attr are the file mode
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(link, "/etc/passwd")
+        for name in CLIMBING:
+            archive.writestr(name, medium_post("Injected", "injected", "Not from this export."))
+    report = import_path(
+        export, warehouse=runtime.warehouse, authors=runtime.authors, author_name="Jane Doe", max_bytes=MAX
+    )
+    reasons = {r.source: r.reason for r in report.rejected}
+    assert reasons["posts/2024-01-16_Link-def.html"] == (
+        "posts/2024-01-16_Link-def.html is a symbolic link in the archive: links are not followed"
+    )
+    unsafe = "has an unsafe path (absolute, or climbing out with '..'): archive members must stay inside the export"
+    for name in CLIMBING:
+        assert reasons[name] == f"{name} {unsafe}"
+    assert len(reasons) == 1 + len(CLIMBING)
+    assert report.inserted == 1
+    [stored] = runtime.warehouse.find(DocumentQuery(author_id="jane-doe", include_deleted=True))
+    assert stored.title == "Real"
+
+
+def test_folder_exports_do_not_follow_links(runtime: Runtime, jane: Author, tmp_path: Path):
+    outside = tmp_path / "outside"
+    (outside / "Articles").mkdir(parents=True)
+    (outside / "Shares.csv").write_text(
+        "Date,ShareLink,ShareCommentary,SharedUrl,MediaUrl,Visibility\n"
+        "2025-04-01 12:00:00,https://www.linkedin.com/feed/update/urn%3Ali%3Ashare%3A9,Not the author's,,,PUBLIC\n",
+        encoding="utf-8",
+    )
+    (outside / "Articles" / "private.html").write_text("<h1>Private</h1><p>Not the author's.</p>", encoding="utf-8")
+    export = tmp_path / "Basic_LinkedInDataExport"
+    articles = export / "Articles" / "Articles"
+    articles.mkdir(parents=True)
+    (export / "Shares.csv").symlink_to(outside / "Shares.csv")
+    (articles / "private.html").symlink_to(outside / "Articles" / "private.html")
+    (articles / "more").symlink_to(outside / "Articles", target_is_directory=True)
+    (articles / "own.html").write_text("<h1>Own</h1><p>The author's article.</p>", encoding="utf-8")
+
+    report = import_path(
+        export, warehouse=runtime.warehouse, authors=runtime.authors, author_name="Jane Doe", max_bytes=MAX
+    )
+    link = "is a symbolic link: links are not followed, so that nothing outside the import folder is read"
+    refused = ["Articles/Articles/more", "Articles/Articles/private.html", "Shares.csv"]
+    assert {r.source: r.reason for r in report.rejected} == {name: f"{name} {link}" for name in refused}
+    [stored] = runtime.warehouse.find(DocumentQuery(author_id="jane-doe", include_deleted=True))
+    assert (stored.metadata["importer"], stored.title, stored.content) == (
+        "linkedin-export",
+        "Own",
+        "The author's article.",
+    )
+
+
+def test_linkedin_dates_that_cannot_exist_reject_only_their_row(runtime: Runtime, jane: Author, tmp_path: Path):
+    export = make_zip(
+        tmp_path / "linkedin.zip",
+        {
+            "Shares.csv": "Date,ShareLink,ShareCommentary,SharedUrl,MediaUrl,Visibility\n"
+            "2025-13-45 12:00:00,https://www.linkedin.com/feed/update/urn%3Ali%3Ashare%3A1,Impossible day.,,,PUBLIC\n"
+            "2025-04-02 09:00:00,https://www.linkedin.com/feed/update/urn%3Ali%3Ashare%3A2,A fine day.,,,PUBLIC\n",
+            "Articles/Articles/Feb 30.html": "<h1>Feb 30</h1><p class='published'>Published on 2024-02-30 08:00</p>"
+            "<p>Body.</p>",
+        },
+    )
+    report = import_path(
+        export, warehouse=runtime.warehouse, authors=runtime.authors, author_name="Jane Doe", max_bytes=MAX
+    )
+    reasons = {r.source: r.reason for r in report.rejected}
+    assert reasons == {
+        "Shares.csv:2": "Shares.csv:2 has a date '2025-13-45 12:00:00' that cannot exist: month must be in 1..12",
+        "Articles/Articles/Feb 30.html": "Articles/Articles/Feb 30.html has a date 'Published on 2024-02-30 08:00' "
+        "that cannot exist: day is out of range for month",
+    }
+    [stored] = runtime.warehouse.find(DocumentQuery(author_id="jane-doe", include_deleted=True))
+    assert stored.content == "A fine day."

@@ -164,3 +164,52 @@ def test_postgres_batch_is_atomic(runtime: Runtime):
     with pytest.raises(sa.exc.IntegrityError):
         runtime.warehouse.upsert_many([raw_document(n=2), raw_document(author_id="nobody", n=3)])
     assert runtime.warehouse.count(include_deleted=True) == 1
+
+
+LEGACY_URL = "file:///home/jane/writing/articles/a.md"
+
+
+def test_a_document_under_a_previous_url_is_moved_not_duplicated(warehouse: DocumentWarehouse):
+    warehouse.upsert_many([raw_document(n=1, source_url=LEGACY_URL), raw_document(n=2)])
+    legacy = warehouse.get("jane-doe", LEGACY_URL)
+    assert legacy is not None
+    cursor = warehouse.changes_since(0).cursor
+
+    moved = raw_document(n=1, source_url="file:articles/a.md", previous_source_urls=(LEGACY_URL,))
+    assert warehouse.upsert_many([moved, raw_document(n=2)]) == [UpsertOutcome.UPDATED, UpsertOutcome.UNCHANGED]
+    assert warehouse.get("jane-doe", LEGACY_URL) is None
+    stored = warehouse.get("jane-doe", "file:articles/a.md")
+    assert stored is not None
+    # The same document, history kept: content unchanged, so still version 1, first seen when it was.
+    assert (stored.version, stored.first_seen, stored.content) == (1, legacy.first_seen, legacy.content)
+    assert warehouse.count(include_deleted=True) == 2
+    assert [doc.source_url for doc in warehouse.changes_since(cursor).documents] == ["file:articles/a.md"]
+
+    assert warehouse.upsert_many([moved]) == [UpsertOutcome.UNCHANGED]
+    assert warehouse.count(include_deleted=True) == 2
+
+
+def test_a_moved_document_with_new_content_is_a_new_version(warehouse: DocumentWarehouse):
+    warehouse.upsert_many([raw_document(n=1, source_url=LEGACY_URL)])
+    moved = raw_document(n=1, source_url="file:articles/a.md", previous_source_urls=(LEGACY_URL,), content="New.")
+    assert warehouse.upsert_many([moved]) == [UpsertOutcome.UPDATED]
+    stored = warehouse.get("jane-doe", "file:articles/a.md")
+    assert stored is not None
+    assert (stored.version, stored.content) == (2, "New.")
+    assert warehouse.count(include_deleted=True) == 1
+
+
+def test_a_move_left_half_done_is_finished(warehouse: DocumentWarehouse):
+    """Both rows there (a MongoDB move interrupted between its two writes): the old one goes."""
+    warehouse.upsert_many([raw_document(n=1, source_url=LEGACY_URL), raw_document(n=1, source_url="file:a.md")])
+    moved = raw_document(n=1, source_url="file:a.md", previous_source_urls=(LEGACY_URL,))
+    assert warehouse.upsert_many([moved]) == [UpsertOutcome.UNCHANGED]
+    assert warehouse.get("jane-doe", LEGACY_URL) is None
+    assert warehouse.count(include_deleted=True) == 1
+
+
+def test_previous_urls_of_another_author_are_left_alone(warehouse: DocumentWarehouse):
+    warehouse.upsert_many([raw_document(author_id="john-roe", n=1, source_url=LEGACY_URL)])
+    warehouse.upsert_many([raw_document(n=1, source_url="file:articles/a.md", previous_source_urls=(LEGACY_URL,))])
+    assert warehouse.get("john-roe", LEGACY_URL) is not None
+    assert warehouse.count(include_deleted=True) == 2

@@ -36,13 +36,16 @@ def ingest(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_item: Callable[[], None] | None = None,
+    first_seen_in: dict[tuple[str, str], str] | None = None,
 ) -> ImportReport:
     """Upsert every draft for its author; ``resolve_author`` returning None leaves a draft out.
 
-    ``on_item`` is called once per input read (for progress bars).
+    ``on_item`` is called once per input read (for progress bars). A second draft with an
+    (author, source URL) already seen is rejected as a duplicate; ``first_seen_in`` (what each was
+    first seen in) extends that across several imports of one run.
     """
     report = ImportReport()
-    first_seen_in: dict[tuple[str, str], str] = {}
+    first_seen_in = {} if first_seen_in is None else first_seen_in
     batch: list[RawDocument] = []
 
     def flush() -> None:
@@ -98,6 +101,7 @@ def import_path(
     max_bytes: int,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_item: Callable[[], None] | None = None,
+    first_seen_in: dict[tuple[str, str], str] | None = None,
 ) -> ImportReport:
     """Import a folder of files (for ``author_name``) or a handbook export (its own authors).
 
@@ -107,6 +111,11 @@ def import_path(
     path = path.expanduser()
     if not path.exists():
         raise ImportAborted(f"{path} does not exist")
+    # The root may be a link (a user's shortcut to their folder): resolved once, here. Nothing under it
+    # may lead outside it; the importers refuse links inside.
+    path = path.resolve()
+    if not (path.is_dir() or path.is_file()):
+        raise ImportAborted(f"{path} is neither a folder nor a file")
     target = resolve_registered(authors, author_name) if author_name else None
 
     if handbook.is_handbook_export(path):
@@ -122,7 +131,9 @@ def import_path(
             return registered.get(draft.author_ref or "")
 
         items = handbook.read_documents(path, users, max_bytes=max_bytes)
-        report = ingest(items, warehouse, handbook_author, batch_size=batch_size, on_item=on_item)
+        report = ingest(
+            items, warehouse, handbook_author, batch_size=batch_size, on_item=on_item, first_seen_in=first_seen_in
+        )
         report.rejected[:0] = rejections
         report.authors |= {author.id for author in registered.values()}
         return report
@@ -136,11 +147,14 @@ def import_path(
     if export is not None:
         publication = next(iter(target.links.get(export.platform, ())), None)
         exported = exports.read_export(export, path, max_bytes=max_bytes, publication_url=publication)
-        return ingest(exported, warehouse, lambda _: target, batch_size=batch_size, on_item=on_item)
+        return ingest(
+            exported, warehouse, lambda _: target, batch_size=batch_size, on_item=on_item, first_seen_in=first_seen_in
+        )
     return ingest(
         folder.read_folder(path, max_bytes=max_bytes),
         warehouse,
         lambda _: target,
         batch_size=batch_size,
         on_item=on_item,
+        first_seen_in=first_seen_in,
     )

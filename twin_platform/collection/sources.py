@@ -41,10 +41,20 @@ def _import_sources(
 ) -> None:
     complete = True
     importers: set[str] = set()
+    # Files without a URL are named by their path inside their import folder, so two folders can both
+    # hold "index.md": the first keeps it, the second is told, instead of overwriting it on every run.
+    first_seen_in: dict[tuple[str, str], str] = {}
     for source in author.imports:
         path = Path(source)
         try:
-            part = import_path(path, warehouse=warehouse, authors=authors, author_name=author.id, max_bytes=max_bytes)
+            part = import_path(
+                path,
+                warehouse=warehouse,
+                authors=authors,
+                author_name=author.id,
+                max_bytes=max_bytes,
+                first_seen_in=first_seen_in,
+            )
         except ImportAborted as exc:
             complete = False
             report.reject(source, str(exc))

@@ -66,6 +66,10 @@ class DocumentFields(BaseModel):
     published_at: datetime | None = None
     language: str | None = Field(default=None, max_length=16)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # Source URLs an earlier version of the document's importer stored it under (the folder importer's
+    # absolute file:/// paths, say). Not stored itself: a warehouse that holds the document under one of
+    # them moves that row to ``source_url`` on upsert, so a changed URL scheme never duplicates a document.
+    previous_source_urls: tuple[str, ...] = Field(default=(), exclude=True)
 
     @field_validator("content")
     @classmethod
@@ -102,7 +106,11 @@ class DocumentDraft(DocumentFields):
     author_ref: str | None = None  # the source's own reference to its author (a name or an export id)
 
     def for_author(self, author_id: str) -> RawDocument:
-        return RawDocument(author_id=author_id, **self.model_dump(exclude={"author_ref"}))
+        return RawDocument(
+            author_id=author_id,
+            previous_source_urls=self.previous_source_urls,
+            **self.model_dump(exclude={"author_ref"}),
+        )
 
 
 def document_id(author_id: str, source_url: str) -> str:
@@ -162,6 +170,11 @@ class RawDocument(DocumentFields):
         return document_id(self.author_id, self.source_url)
 
     @property
+    def previous_ids(self) -> list[str]:
+        """The ids this document had under its :attr:`previous_source_urls`."""
+        return [document_id(self.author_id, url) for url in self.previous_source_urls if url != self.source_url]
+
+    @property
     def content_hash(self) -> str:
         return content_hash(
             category=self.category,
@@ -189,20 +202,24 @@ def plan_upsert(
     """Decide what an upsert does, the same way for every warehouse backend.
 
     Unchanged content only refreshes ``last_seen``; changed content (or a tombstone coming back)
-    bumps ``version`` and ``updated_at``. ``revision`` is assigned by the backend on write.
+    bumps ``version`` and ``updated_at``. ``existing`` may be the row stored under one of the incoming
+    document's :attr:`~DocumentFields.previous_source_urls`: moving it to the new URL is an update that
+    keeps its history (``first_seen``, and ``version`` unless the content changed too).
+    ``revision`` is assigned by the backend on write.
     """
     if existing is None:
         return UpsertOutcome.INSERTED, incoming.model_copy(
             update={"first_seen": now, "last_seen": now, "updated_at": now, "version": 1, "deleted_at": None}
         )
-    if existing.content_hash == incoming.content_hash and not existing.is_tombstone:
+    same_content = existing.content_hash == incoming.content_hash and not existing.is_tombstone
+    if same_content and existing.source_url == incoming.source_url:
         return UpsertOutcome.UNCHANGED, existing.model_copy(update={"last_seen": now})
     return UpsertOutcome.UPDATED, incoming.model_copy(
         update={
             "first_seen": existing.first_seen,
             "last_seen": now,
             "updated_at": now,
-            "version": existing.version + 1,
+            "version": existing.version if same_content else existing.version + 1,
             "deleted_at": None,
         }
     )

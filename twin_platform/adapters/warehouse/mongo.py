@@ -61,9 +61,17 @@ class MongoWarehouse:
         ids = [doc.id for doc in documents]
         if len(set(ids)) != len(ids):
             raise ValueError("upsert_many got the same (author, source URL) twice in one batch")
-        existing = {record["_id"]: _to_document(record) for record in self.documents.find({"_id": {"$in": ids}})}
+        previous = [old for doc in documents for old in doc.previous_ids]
+        existing = {
+            record["_id"]: _to_document(record) for record in self.documents.find({"_id": {"$in": ids + previous}})
+        }
         now = utcnow()
-        plans = [plan_upsert(existing.get(doc.id), doc, now) for doc in documents]
+        # A record under a previous URL of a document moves to its current URL, history and all.
+        former = {doc.id: [existing[old] for old in doc.previous_ids if old in existing] for doc in documents}
+        plans = [
+            plan_upsert(existing.get(doc.id) or (former[doc.id][0] if former[doc.id] else None), doc, now)
+            for doc in documents
+        ]
         changed = sum(1 for outcome, _ in plans if outcome is not UpsertOutcome.UNCHANGED)
         revision = self._next_revisions(changed) if changed else 0
         for doc, (outcome, stored) in zip(documents, plans, strict=True):
@@ -72,6 +80,9 @@ class MongoWarehouse:
             else:
                 self.documents.update_one({"_id": doc.id}, {"$set": self._record(stored, revision)}, upsert=True)
                 revision += 1
+            if former[doc.id]:
+                # Only once the document is safe under its new id: an interrupted move is finished by the next run.
+                self.documents.delete_many({"_id": {"$in": [old.id for old in former[doc.id]]}})
         return [outcome for outcome, _ in plans]
 
     def get(self, author_id: str, source_url: str) -> RawDocument | None:

@@ -1,4 +1,8 @@
-"""The document warehouse in Postgres: one row per (author, source URL), metadata as JSONB."""
+"""The document warehouse in Postgres: one row per (author, source URL), metadata as JSONB.
+
+A document whose source URL changed form (see ``DocumentFields.previous_source_urls``) has its old
+row moved to the new URL in the transaction that upserts it: one row per document, always.
+"""
 
 from __future__ import annotations
 
@@ -92,17 +96,24 @@ class PostgresWarehouse:
             # Serialise writers of the same authors so version numbers never race.
             for author_id in sorted({doc.author_id for doc in documents}):
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(author_id))))
-            rows = conn.execute(sa.select(raw_documents).where(raw_documents.c.id.in_(ids))).all()
+            previous = [uuid.UUID(old) for doc in documents for old in doc.previous_ids]
+            rows = conn.execute(sa.select(raw_documents).where(raw_documents.c.id.in_(ids + previous))).all()
             existing = {str(row.id): _to_document(row) for row in rows}
             writes: list[dict[str, Any]] = []
             touched: list[uuid.UUID] = []
+            moved: list[uuid.UUID] = []
             for doc in documents:
-                outcome, stored = plan_upsert(existing.get(doc.id), doc, now)
+                # A row under a previous URL of this document moves to its current URL, history and all.
+                former = [existing[old] for old in doc.previous_ids if old in existing]
+                moved.extend(uuid.UUID(row.id) for row in former)
+                outcome, stored = plan_upsert(existing.get(doc.id) or (former[0] if former else None), doc, now)
                 outcomes.append(outcome)
                 if outcome is UpsertOutcome.UNCHANGED:
                     touched.append(uuid.UUID(doc.id))
                 else:
                     writes.append(_row(stored))
+            if moved:
+                conn.execute(sa.delete(raw_documents).where(raw_documents.c.id.in_(moved)))
             if writes:
                 stmt = insert(raw_documents)
                 stmt = stmt.on_conflict_do_update(

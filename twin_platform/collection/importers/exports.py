@@ -1,7 +1,7 @@
 """The platforms' own data exports: Medium (posts as HTML), Substack (posts.csv + posts/*.html) and
 LinkedIn (Shares.csv for posts, Articles/*.html). Each is read from the downloaded .zip or from the
 folder it was unpacked into. Archives are read in memory, member by member, with size caps: nothing
-is extracted to disk.
+is extracted to disk. Nothing outside the export is read: see :class:`Archive`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import stat
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from typing import Any
 from bs4 import BeautifulSoup
 from pydantic import ValidationError
 
-from twin_platform.collection.importers.text import InvalidInput, decode, parse_date, parse_html
+from twin_platform.collection.importers.files import FolderTree, Refused, over_limit
+from twin_platform.collection.importers.text import InvalidInput, decode, parse_date, parse_html, shown
 from twin_platform.collection.report import Rejection, Skipped
 from twin_platform.domain.documents import Category, DocumentDraft, Platform
 
@@ -28,20 +30,35 @@ MAX_MEMBERS = 100_000
 
 
 class Archive:
-    """A zip file or an unpacked folder, seen as relative POSIX names -> bytes."""
+    """A zip file or an unpacked folder, seen as relative POSIX names -> bytes.
+
+    Nothing outside the export is ever read: zip members that are symbolic links, or whose names are
+    absolute or climb with ``..``, and links inside a folder are kept out of :meth:`names` and listed
+    in :attr:`refused` with the reason, for the import report.
+    """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._zip = zipfile.ZipFile(path) if path.is_file() else None
+        self.path = path.resolve()
+        self.refused: list[Rejection] = []
+        self._sizes: dict[str, int] = {}
+        self._tree = FolderTree(self.path)  # how the folder form is read (unused for a zip)
+        self._zip = zipfile.ZipFile(self.path) if self.path.is_file() else None
         if self._zip is not None:
             infos = [i for i in self._zip.infolist() if not i.is_dir()]
             if len(infos) > MAX_MEMBERS:
                 raise InvalidInput(f"has {len(infos):,} files, more than an export should ({MAX_MEMBERS:,})")
-            self._sizes = {i.filename: i.file_size for i in infos}
+            for info in infos:
+                problem = _unsafe_member(info)
+                if problem:
+                    self.refused.append(Rejection(info.filename, f"{info.filename} {problem}"))
+                else:
+                    self._sizes[info.filename] = info.file_size
         else:
-            self._sizes = {
-                p.relative_to(path).as_posix(): p.stat().st_size for p in sorted(path.rglob("*")) if p.is_file()
-            }
+            for entry in self._tree.walk(skip_hidden=False):
+                if isinstance(entry, Refused):
+                    self.refused.append(Rejection(entry.name, f"{entry.name or self.path} {entry.reason}"))
+                else:
+                    self._sizes[entry.name] = entry.size
 
     def names(self) -> list[str]:
         return sorted(self._sizes)
@@ -49,20 +66,31 @@ class Archive:
     def read(self, name: str, max_bytes: int) -> bytes:
         size = self._sizes[name]
         if size > max_bytes:
-            raise InvalidInput(
-                f"is {size:,} bytes, over the {max_bytes:,}-byte import limit (TWIN_IMPORT_MAX_FILE_BYTES)"
-            )
+            raise over_limit(size, max_bytes)
         if self._zip is not None:
             with self._zip.open(name) as member:
                 data = member.read(max_bytes + 1)  # never trust the declared size of a zip member
             if len(data) > max_bytes:
                 raise InvalidInput(f"unpacks to more than the {max_bytes:,}-byte import limit")
             return data
-        return (self.path / name).read_bytes()
+        return self._tree.read(name, max_bytes)
 
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member must not be read, or None."""
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "is a symbolic link in the archive: links are not followed"
+    name = info.filename
+    if name.startswith(("/", "\\")) or _DRIVE.match(name) or ".." in re.split(r"[/\\]", name):
+        return "has an unsafe path (absolute, or climbing out with '..'): archive members must stay inside the export"
+    return None
 
 
 def _find(names: list[str], pattern: str) -> list[str]:
@@ -187,11 +215,15 @@ _LINKEDIN_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2})?)")
 
 
 def _linkedin_date(value: str | None) -> datetime | None:
+    """The first ``YYYY-MM-DD HH:MM[:SS]`` in ``value`` (LinkedIn writes UTC), None when there is none."""
     match = _LINKEDIN_DATE.search(value or "")
     if not match:
         return None
     clock = match.group(2) if match.group(2).count(":") == 2 else f"{match.group(2)}:00"
-    return datetime.fromisoformat(f"{match.group(1)}T{clock}").replace(tzinfo=UTC)
+    try:
+        return datetime.fromisoformat(f"{match.group(1)}T{clock}").replace(tzinfo=UTC)
+    except ValueError as exc:  # the pattern matches days that cannot exist: 2025-13-45
+        raise InvalidInput(f"has a date {shown(value)} that cannot exist: {exc}") from None
 
 
 def read_linkedin(archive: Archive, max_bytes: int, publication_url: str | None) -> Iterator[Item]:
@@ -215,6 +247,11 @@ def read_linkedin(archive: Archive, max_bytes: int, publication_url: str | None)
             if not link.startswith("https://"):
                 yield Rejection(label, f"{label} has no ShareLink")
                 continue
+            try:
+                when = _linkedin_date(row.get("Date"))
+            except InvalidInput as exc:
+                yield Rejection(label, f"{label} {exc}")
+                continue
             metadata = {
                 "importer": "linkedin-export",
                 "source_path": csv_name,
@@ -228,7 +265,7 @@ def read_linkedin(archive: Archive, max_bytes: int, publication_url: str | None)
                 source_url=link,
                 title=text.split("\n", 1)[0][:120],
                 content=text,
-                published_at=_linkedin_date(row.get("Date")),
+                published_at=when,
                 metadata={k: v for k, v in metadata.items() if v is not None},
             )
     for name in _find(names, r"(^|/)articles/(articles/)?[^/]+\.html?$"):
@@ -241,7 +278,11 @@ def read_linkedin(archive: Archive, max_bytes: int, publication_url: str | None)
         heading = soup.find("h1")
         title = heading.get_text(" ", strip=True) if heading is not None else PurePosixPath(name).stem
         stamp = soup.select_one("p.published") or soup.select_one("p.created")
-        published = stamp.get_text(" ", strip=True) if stamp is not None else None
+        try:
+            when = _linkedin_date(stamp.get_text(" ", strip=True) if stamp is not None else None)
+        except InvalidInput as exc:
+            yield Rejection(name, f"{name} {exc}")
+            continue
         pulse = soup.find("a", href=re.compile(r"^https://www\.linkedin\.com/pulse/"))
         for tag in soup.select("h1, p.published, p.created"):
             tag.decompose()
@@ -252,7 +293,7 @@ def read_linkedin(archive: Archive, max_bytes: int, publication_url: str | None)
             source_url=str(pulse["href"]) if pulse is not None else f"urn:linkedin-article:{PurePosixPath(name).stem}",
             title=title,
             content=parse_html(str(soup)).text,
-            published_at=_linkedin_date(published),
+            published_at=when,
             metadata={"importer": "linkedin-export", "source_path": name},
         )
 
@@ -301,6 +342,7 @@ def detect_export(path: Path) -> ExportKind | None:
 def read_export(kind: ExportKind, path: Path, *, max_bytes: int, publication_url: str | None) -> Iterator[Item]:
     archive = Archive(path)
     try:
+        yield from archive.refused
         yield from kind.read(archive, max_bytes, publication_url)
     finally:
         archive.close()

@@ -3,6 +3,7 @@
 Files: ``UserDocument.json`` (``_id``, ``first_name``, ``last_name``), ``ArticleDocument.json``,
 ``PostDocument.json`` and ``RepositoryDocument.json`` (each a list of documents carrying
 ``author_id``, ``platform``, ``link`` and a ``content`` mapping), as the book's reference code writes them.
+Those files are read only when they are regular files inside the folder: links are refused, not followed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from twin_platform.collection.importers.files import FolderTree
 from twin_platform.collection.importers.text import InvalidInput, decode
 from twin_platform.collection.report import Rejection
 from twin_platform.domain.authors import Author
@@ -29,7 +31,8 @@ DOCUMENT_FILES = {
 
 
 def is_handbook_export(path: Path) -> bool:
-    return path.is_dir() and (path / USERS_FILE).is_file()
+    """A folder with a ``UserDocument.json`` (which, should it be a link, is then refused by name)."""
+    return path.is_dir() and FolderTree(path).exists(USERS_FILE)
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,13 @@ class HandbookUser:
     author: Author
 
 
-def _load_list(path: Path, max_bytes: int) -> list[Any]:
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise InvalidInput(f"is {size:,} bytes, over the {max_bytes:,}-byte import limit (TWIN_IMPORT_MAX_FILE_BYTES)")
+def _load_list(tree: FolderTree, filename: str, max_bytes: int) -> list[Any]:
     try:
-        data = json.loads(decode(path.read_bytes()))
+        raw = tree.read(filename, max_bytes)  # a link is refused, never followed
+    except OSError as exc:
+        raise InvalidInput(f"could not be read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(decode(raw))
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(data, list):
@@ -55,7 +59,7 @@ def read_users(folder: Path, *, max_bytes: int) -> tuple[dict[str, HandbookUser]
     users: dict[str, HandbookUser] = {}
     rejections: list[Rejection] = []
     try:
-        records = _load_list(folder / USERS_FILE, max_bytes)
+        records = _load_list(FolderTree(folder), USERS_FILE, max_bytes)
     except InvalidInput as exc:
         return {}, [Rejection(USERS_FILE, f"{USERS_FILE} {exc}")]
     for index, record in enumerate(records):
@@ -104,12 +108,12 @@ def _content_text(category: Category, content: dict[str, Any]) -> tuple[str, str
 def read_documents(
     folder: Path, users: dict[str, HandbookUser], *, max_bytes: int
 ) -> Iterator[DocumentDraft | Rejection]:
+    tree = FolderTree(folder)
     for filename, category in DOCUMENT_FILES.items():
-        path = folder / filename
-        if not path.exists():
+        if not tree.exists(filename):
             continue
         try:
-            records = _load_list(path, max_bytes)
+            records = _load_list(tree, filename, max_bytes)
         except InvalidInput as exc:
             yield Rejection(filename, f"{filename} {exc}")
             continue

@@ -119,18 +119,34 @@ def parse_html(markup: str) -> HtmlPage:
     )
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """``value`` as a rejection reason quotes it: its repr, shortened so a huge value cannot flood the report."""
+    text = value.isoformat() if isinstance(value, date) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
 def parse_date(value: object, *, field: str) -> datetime | None:
-    """A front-matter or metadata date (a YAML date, datetime or ISO-8601 string) as UTC."""
+    """A front-matter or metadata date (a YAML date, datetime or ISO-8601 string) in UTC.
+
+    A value without a time zone is taken as UTC; one that leaves the years 1-9999 once converted to
+    UTC (``9999-12-31T23:00-05:00``) cannot be stored and is refused like any other bad date.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, str):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise InvalidInput(f"{field} {value!r} is not an ISO-8601 date") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    raise InvalidInput(f"{field} {value!r} is not a date")
+            raise InvalidInput(f"{field} {shown(value)} is not an ISO-8601 date") from None
+    else:
+        raise InvalidInput(f"{field} {shown(value)} is not a date (expected YYYY-MM-DD or an ISO-8601 date and time)")
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{field} {shown(value)} is out of range once converted to UTC") from None
