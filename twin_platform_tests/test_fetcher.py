@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import email.utils
+import socket
+import threading
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from twin_platform.adapters.http.fetcher import FetchPolicy, PoliteFetcher, _parse_retry_after
-from twin_platform.adapters.http.safety import UrlGuard
+from twin_platform.adapters.git import shallow_clone
+from twin_platform.adapters.http.fetcher import FetchPolicy, PoliteFetcher
+from twin_platform.adapters.http.retry_after import parse_retry_after
+from twin_platform.adapters.http.safety import UrlGuard, system_resolver
 from twin_platform.domain.crawling import (
     BlockedURL,
     FetchError,
@@ -17,7 +24,11 @@ from twin_platform.domain.crawling import (
     UnexpectedContentType,
 )
 from twin_platform_tests.web.pages import article_page
-from twin_platform_tests.web.server import Page, Site
+from twin_platform_tests.web.server import Page, Site, serve
+from twin_platform_tests.web.tls import issue_certificates
+
+# RFC 6761: names under .invalid never resolve, so only a connection to the pinned address can reach the site.
+UNRESOLVABLE = "rebind.invalid"
 
 
 def fake_resolver(table: dict[str, list[str]]):
@@ -184,6 +195,149 @@ def test_rate_limit_spaces_requests_to_one_host(site: Site):
 
 
 def test_retry_after_parsing():
-    assert _parse_retry_after("7") == 7.0
-    assert _parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
-    assert _parse_retry_after("soon") is None
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    in_a_minute = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
+    assert 58 <= (parse_retry_after(in_a_minute) or 0) <= 60
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("-3") is None
+
+
+def test_retry_after_as_an_http_date_is_honoured(fast_policy: FetchPolicy, site: Site):
+    sleeps: list[float] = []
+    later = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
+    site.route(
+        "/busy", [Page("busy", status=503, headers={"Retry-After": later}, etag=False), Page(article_page("Ok"))]
+    )
+    with PoliteFetcher(UrlGuard.from_setting("127.0.0.1"), fast_policy, sleep=sleeps.append) as fetcher:
+        assert fetcher.get(site.url("/busy"), respect_robots=False).status == 200
+    assert len(sleeps) == 1
+    assert 18 <= sleeps[0] <= 20  # the date has one-second resolution
+
+
+def test_backoff_without_retry_after_grows_exponentially_with_jitter(site: Site):
+    sleeps: list[float] = []
+    site.route("/down", Page("oops", status=502, etag=False))
+    policy = FetchPolicy(max_retries=5, backoff_base=1.0, backoff_max=4.0, min_interval_per_host=0.0)
+    with (
+        PoliteFetcher(UrlGuard.from_setting("127.0.0.1"), policy, sleep=sleeps.append) as fetcher,
+        pytest.raises(FetchError, match=r"/down: HTTP 502 after 6 attempts"),
+    ):
+        fetcher.get(site.url("/down"), respect_robots=False)
+    assert len(sleeps) == 5
+    for attempt, slept in enumerate(sleeps):
+        assert 0 <= slept <= min(4.0, 2**attempt)  # a random wait below a doubling, capped window
+
+
+# --- DNS rebinding: connections go to the very address the guard checked ---------------------------------
+
+
+def rebinding_resolver(first: str, later: str, calls: list[str]):
+    """Answers ``first`` to the first lookup and ``later`` to every other one, like a rebinding DNS server."""
+
+    def resolve(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return [first if len(calls) == 1 else later]
+
+    return resolve
+
+
+def test_unresolvable_names_are_unresolvable():
+    with pytest.raises(OSError, match="cannot resolve"):
+        system_resolver(UNRESOLVABLE, 80)
+
+
+def test_each_hop_connects_to_the_address_its_check_resolved(fast_policy: FetchPolicy, site: Site):
+    # The guard resolves the name to the local site; the system cannot resolve it at all. The redirect's
+    # target is fetched only if that connection, too, goes to the address the guard checked.
+    site.route("/start", Page("", status=302, headers={"Location": f"http://{UNRESOLVABLE}:{site.port}/page"}))
+    site.route("/page", Page(article_page("Pinned")))
+    guard = UrlGuard.from_setting("127.0.0.1", resolver=fake_resolver({UNRESOLVABLE: ["127.0.0.1"]}))
+    with PoliteFetcher(guard, fast_policy) as fetcher:
+        response = fetcher.get(site.url("/start"), respect_robots=False)
+        assert response.url == f"http://{UNRESOLVABLE}:{site.port}/page"
+        assert "Pinned" in response.text
+        assert site.hits_for("/page")[-1].headers["host"] == f"{UNRESOLVABLE}:{site.port}"
+
+
+def test_a_rebound_name_does_not_reach_the_address_it_rebinds_to(fast_policy: FetchPolicy, site: Site):
+    # The guard's lookup answers 127.0.0.2 (allowed here, standing in for a public address where nothing
+    # listens); every later lookup answers 127.0.0.1, which is also what the system resolver gives for
+    # localhost. A client that resolves again after the check reaches the local site.
+    site.route("/secret", Page(article_page("Secret")))
+    calls: list[str] = []
+    guard = UrlGuard.from_setting("127.0.0.2", resolver=rebinding_resolver("127.0.0.2", "127.0.0.1", calls))
+    with PoliteFetcher(guard, fast_policy) as fetcher, pytest.raises(FetchError, match="network error"):
+        fetcher.get(f"http://localhost:{site.port}/secret", respect_robots=False)
+    assert calls == ["localhost"]  # one lookup, reused by the retries
+    assert site.hits_for("/secret") == []
+    # The other way round: the checked answer is the forbidden one, and nothing connects at all.
+    strict = UrlGuard.from_setting("", resolver=rebinding_resolver("127.0.0.1", "93.184.216.34", []))
+    with (
+        PoliteFetcher(strict, fast_policy) as fetcher,
+        pytest.raises(BlockedURL, match=r"localhost resolves to 127\.0\.0\.1, a loopback address"),
+    ):
+        fetcher.get(f"http://localhost:{site.port}/secret", respect_robots=False)
+    assert site.hits_for("/secret") == []
+
+
+def test_pinned_ipv6_addresses_and_literals(fast_policy: FetchPolicy):
+    site = Site()
+    site.route("/page", Page(article_page("Six")))
+    guard = UrlGuard.from_setting("::1", resolver=fake_resolver({UNRESOLVABLE: ["::1"]}))
+    with serve(site, host="::1"), PoliteFetcher(guard, fast_policy) as fetcher:
+        assert "Six" in fetcher.get(f"http://{UNRESOLVABLE}:{site.port}/page", respect_robots=False).text
+        assert "Six" in fetcher.get(f"http://[::1]:{site.port}/page", respect_robots=False).text
+    with PoliteFetcher(UrlGuard.from_setting(""), fast_policy) as fetcher, pytest.raises(BlockedURL, match="loopback"):
+        fetcher.get(f"http://[::1]:{site.port}/page", respect_robots=False)
+    assert len(site.hits_for("/page")) == 2
+
+
+def test_https_to_a_pinned_address_verifies_the_certificate_for_the_host_name(fast_policy: FetchPolicy, tmp_path: Path):
+    certificates = issue_certificates(tmp_path, UNRESOLVABLE)  # a name only, no IP address
+    site = Site()
+    site.route("/page", Page(article_page("Secure")))
+    guard = UrlGuard.from_setting("127.0.0.1", resolver=fake_resolver({UNRESOLVABLE: ["127.0.0.1"]}))
+    with (
+        serve(site, tls=certificates.server_context()),
+        PoliteFetcher(guard, fast_policy, ssl_context=certificates.client_context()) as fetcher,
+    ):
+        # SNI and verification use the host name, although the connection goes to 127.0.0.1 ...
+        assert "Secure" in fetcher.get(f"https://{UNRESOLVABLE}:{site.port}/page", respect_robots=False).text
+        # ... and verification is on: the same server is refused under a name its certificate lacks.
+        with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
+            fetcher.get(f"https://127.0.0.1:{site.port}/page", respect_robots=False)
+    assert len(site.hits_for("/page")) == 1
+
+
+def test_git_clone_connects_to_the_checked_address(tmp_path: Path):
+    # git resolves host names itself; the clone must go to the address the guard checked. A bare TCP
+    # listener records the connection (git then fails the TLS handshake, which is expected here).
+    connected = threading.Event()
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.1)
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                connected.set()
+                connection.close()
+
+        acceptor = threading.Thread(target=accept, daemon=True)
+        acceptor.start()
+        port = listener.getsockname()[1]
+        guard = UrlGuard.from_setting("127.0.0.1", resolver=fake_resolver({UNRESOLVABLE: ["127.0.0.1"]}))
+        try:
+            with pytest.raises(FetchError, match="git clone failed"):
+                shallow_clone(f"https://{UNRESOLVABLE}:{port}/jane/repo", tmp_path / "repo", guard=guard, timeout=30)
+        finally:
+            stop.set()
+            acceptor.join(5)
+    assert connected.is_set()
+    with pytest.raises(FetchError, match="ASCII"):  # libcurl would convert the name, and might miss the pin
+        shallow_clone("https://bücher.example/jane/repo", tmp_path / "x", guard=UrlGuard.from_setting("bücher.example"))
+    assert not (tmp_path / "x").exists()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import email.utils
 import os
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from twin_platform.adapters.llm.local import LocalClient
 from twin_platform.adapters.llm.openai_client import OpenAIClient
 from twin_platform.adapters.llm.resilience import CircuitBreaker, ResilientLLM
 from twin_platform.adapters.llm.tgi import TGIClient
-from twin_platform.domain.llm import GenerationParams, LLMOverloaded, LLMUnavailable, Message
+from twin_platform.domain.llm import GenerationParams, LLMError, LLMOverloaded, LLMUnavailable, Message
 from twin_platform_tests.tiny_model import build_tiny_chat_model
 from twin_platform_tests.web.tgi import ANSWER, serve_tgi
 
@@ -116,6 +118,60 @@ def test_breaker_opens_after_failures_and_fails_fast(tgi):
         client.generate(MESSAGES, PARAMS)
     assert time.perf_counter() - started < 0.05
     assert len(tgi.requests) == calls  # no request reached the server
+
+
+def _backend(name: str, url: str) -> TGIClient | OpenAIClient:
+    if name == "tgi":
+        return TGIClient(url, timeout=5)
+    return OpenAIClient(f"{url}/v1", api_key="sk-test", model="twin/fake", timeout=5)
+
+
+@pytest.mark.parametrize("backend", ["tgi", "openai"])
+def test_retry_after_is_honoured(tgi, backend: str):
+    sleeps: list[float] = []
+    client = ResilientLLM(_backend(backend, tgi.url), retries=3, sleep=sleeps.append)
+    tgi.busy, tgi.retry_after = 2, "7"
+    assert client.generate(MESSAGES, PARAMS).text == ANSWER
+    assert sleeps == [7.0, 7.0]
+    assert len(tgi.requests) == 3
+    sleeps.clear()
+    tgi.busy = 1
+    tgi.retry_after = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
+    assert client.generate(MESSAGES, PARAMS).text == ANSWER
+    assert len(sleeps) == 1
+    assert 18 <= sleeps[0] <= 20  # an HTTP date, one-second resolution
+
+
+@pytest.mark.parametrize("backend", ["tgi", "openai"])
+def test_a_retry_after_beyond_the_cap_fails_at_once(tgi, backend: str):
+    sleeps: list[float] = []
+    client = ResilientLLM(_backend(backend, tgi.url), retries=3, sleep=sleeps.append)
+    tgi.busy, tgi.retry_after = 1, "3600"
+    with pytest.raises(LLMUnavailable, match=r"429.*retry after 3600 s"):
+        client.generate(MESSAGES, PARAMS)
+    assert sleeps == []
+    assert len(tgi.requests) == 1
+
+
+def test_retries_back_off_exponentially_with_jitter_then_fail_naming_the_server(tgi):
+    tgi.mode = "down"
+    sleeps: list[float] = []
+    breaker = CircuitBreaker(threshold=10)
+    client = ResilientLLM(TGIClient(tgi.url, timeout=5), retries=4, backoff=1.0, breaker=breaker, sleep=sleeps.append)
+    with pytest.raises(LLMUnavailable, match=rf"TGI at {tgi.url} answered 503"):
+        client.generate(MESSAGES, PARAMS)
+    assert len(tgi.requests) == 5
+    assert len(sleeps) == 4
+    for attempt, slept in enumerate(sleeps):
+        assert 0 <= slept <= 2**attempt  # a random wait below a doubling window
+
+
+def test_client_errors_are_not_retried(tgi):
+    client = ResilientLLM(OpenAIClient(f"{tgi.url}/v1", api_key="k", model="m", timeout=5), sleep=lambda s: None)
+    tgi.mode = "no-messages-api"  # the chat route answers 404
+    with pytest.raises(LLMError, match="404"):
+        client.generate(MESSAGES, PARAMS)
+    assert len(tgi.requests) == 1
 
 
 def test_breaker_half_opens_and_closes_on_success():

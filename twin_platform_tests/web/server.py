@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +43,7 @@ class Site:
         self.hits: list[Hit] = []
         self._lock = threading.Lock()
         self.base = ""
+        self.port = 0  # tests that reach the site under another host name build their URLs with it
 
     def route(self, path: str, response: Route) -> None:
         self.routes[path] = response
@@ -105,11 +108,19 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 @contextmanager
-def serve(site: Site) -> Iterator[Site]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(site))
+def serve(site: Site, *, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> Iterator[Site]:
+    """Serve ``site`` on ``host`` (an IPv4 or IPv6 address), over https when given a server TLS context."""
+    server = (_IPv6Server if ":" in host else ThreadingHTTPServer)((host, 0), _handler(site))
     server.daemon_threads = True
-    site.base = f"http://127.0.0.1:{server.server_address[1]}"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    site.port = server.server_address[1]
+    site.base = f"{'https' if tls else 'http'}://{f'[{host}]' if ':' in host else host}:{site.port}"
     thread = threading.Thread(target=server.serve_forever, name="fixture-site", daemon=True)
     thread.start()
     try:

@@ -19,6 +19,9 @@ ANSWER = "Keep the vectors in Postgres [1]."
 class FakeTGI:
     def __init__(self) -> None:
         self.mode = "ok"  # ok | down | slow | no-messages-api
+        # Answer this many generation requests with 429 first, with this Retry-After header when set.
+        self.busy = 0
+        self.retry_after: str | None = None
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.url = ""
         # The text it answers with; tests may compute it from the request body (e.g. JSON instructions).
@@ -32,11 +35,13 @@ def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: object) -> None:
             pass
 
-        def _json(self, status: int, body: object) -> None:
+        def _json(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.end_headers()
             self.wfile.write(data)
 
@@ -62,8 +67,13 @@ def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             tgi.requests.append((self.path, body))
+            retry_after = {"Retry-After": tgi.retry_after} if tgi.retry_after else {}
+            if tgi.busy > 0:
+                tgi.busy -= 1
+                self._json(429, {"error": "too many requests", "error_type": "overloaded"}, retry_after)
+                return
             if tgi.mode == "down":
-                self._json(503, {"error": "model overloaded", "error_type": "overloaded"})
+                self._json(503, {"error": "model overloaded", "error_type": "overloaded"}, retry_after)
                 return
             if tgi.mode == "slow":
                 time.sleep(1.5)

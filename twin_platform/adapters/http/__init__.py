@@ -1,1 +1,1 @@
-"""HTTP for crawlers: SSRF guard and a polite, retrying fetcher."""
+"""HTTP for crawlers: SSRF guard, connections pinned to the checked addresses, and a polite, retrying fetcher."""

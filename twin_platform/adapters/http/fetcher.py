@@ -2,28 +2,30 @@
 
 - Politeness: robots.txt (cached per host), a minimum interval between requests to one host, a cap
   on concurrent requests (overall and per host), a clear User-Agent.
-- Safety: every URL and every redirect target passes the SSRF guard before a connection is made;
+- Safety: every URL and every redirect target passes the SSRF guard before a connection is made, and
+  the connection goes to the very addresses the guard checked (no second DNS lookup: DNS rebinding);
   a maximum response size, enforced while streaming; a content-type check.
-- Robustness: connect/read timeouts; retries with exponential backoff and jitter on 429, 5xx and
-  network errors, honouring ``Retry-After``.
+- Robustness: connect/read timeouts; retries (tenacity) with exponential backoff and full jitter on
+  429, 5xx and network errors, honouring ``Retry-After``.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import random
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 import httpx
+import tenacity
 
-from twin_platform.adapters.http.safety import UrlGuard
+from twin_platform.adapters.http.pinning import PinnedTransport, pinned
+from twin_platform.adapters.http.retry_after import parse_retry_after
+from twin_platform.adapters.http.safety import IPAddress, UrlGuard
 from twin_platform.domain.crawling import (
     FetchError,
     FetchResponse,
@@ -47,13 +49,22 @@ class FetchPolicy:
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     max_retries: int = 4
-    backoff_base: float = 0.5  # seconds; doubles per attempt, with +-50% jitter
-    backoff_max: float = 30.0
+    backoff_base: float = 0.5  # seconds: the first retry waits up to this; the window doubles per retry
+    backoff_max: float = 30.0  # the window's cap (the wait is drawn uniformly below it: full jitter)
     max_retry_after: float = 60.0  # a longer Retry-After fails the fetch instead of stalling the run
     min_interval_per_host: float = 1.0  # seconds between two requests to one host
     max_concurrency: int = 4
     max_concurrency_per_host: int = 2
     max_response_bytes: int = 10_000_000
+
+
+class _Retryable(Exception):
+    """One attempt failed in a way worth retrying (429, 5xx, network error, timeout)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
 
 
 class _HostState:
@@ -73,19 +84,24 @@ class PoliteFetcher:
         guard: UrlGuard,
         policy: FetchPolicy | None = None,
         *,
-        transport: httpx.BaseTransport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``ssl_context`` replaces the default trust store (e.g. a private CA); ``sleep`` serves the
+        per-host spacing and the waits between retries (tests record them instead of waiting)."""
         self.guard = guard
         self.policy = policy or FetchPolicy()
         self._sleep = sleep
+        self._backoff = tenacity.wait_random_exponential(
+            multiplier=self.policy.backoff_base, max=self.policy.backoff_max
+        )
         self._client = httpx.Client(
             follow_redirects=False,
             timeout=httpx.Timeout(
                 self.policy.read_timeout, connect=self.policy.connect_timeout, pool=self.policy.read_timeout
             ),
             headers={"User-Agent": self.policy.user_agent, "Accept-Encoding": "gzip, deflate"},
-            transport=transport,
+            transport=PinnedTransport(ssl_context=ssl_context),
             trust_env=False,  # no proxy from the environment may route around the guard
         )
         self._slots = threading.BoundedSemaphore(self.policy.max_concurrency)
@@ -113,10 +129,10 @@ class PoliteFetcher:
     ) -> FetchResponse:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
-            self.guard.check(current)
+            addresses = self.guard.check(current)
             if respect_robots:
                 self._check_robots(current)
-            response = self._get_with_retries(current, accept, validators)
+            response = self._get_with_retries(current, addresses, accept, validators)
             if response.status in REDIRECT_STATUSES:
                 location = response.headers.get("location")
                 if not location:
@@ -179,45 +195,65 @@ class PoliteFetcher:
         if wait > 0:
             self._sleep(wait)
 
-    def _backoff(self, attempt: int, retry_after: str | None, url: str) -> float:
-        delay = _parse_retry_after(retry_after)
-        if delay is not None:
-            if delay > self.policy.max_retry_after:
-                raise FetchError(url, f"the server asks to retry after {delay:.0f} s, longer than we wait")
-            return delay
-        base = min(self.policy.backoff_max, self.policy.backoff_base * 2**attempt)
-        return base * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not cryptography
+    def _wait(self, retry_state: tenacity.RetryCallState) -> float:
+        """What the server asked for (``Retry-After``), else exponential backoff with jitter."""
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, _Retryable) and error.retry_after is not None:
+            return error.retry_after
+        return self._backoff(retry_state)
 
-    def _get_with_retries(self, url: str, accept: tuple[str, ...], validators: Validators | None) -> FetchResponse:
+    def _get_with_retries(
+        self,
+        url: str,
+        addresses: tuple[IPAddress, ...],
+        accept: tuple[str, ...],
+        validators: Validators | None,
+    ) -> FetchResponse:
         headers = {"Accept": ", ".join((*accept, "*/*;q=0.1")) if accept else "*/*"}
         if validators and validators.etag:
             headers["If-None-Match"] = validators.etag
         if validators and validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
         state = self._host(url)
-        last_error = "no attempt made"
-        for attempt in range(self.policy.max_retries + 1):
+        attempts = self.policy.max_retries + 1
+
+        def attempt() -> FetchResponse:
+            # The slots are held for the request only, not while waiting to retry.
             with self._slots, state.slots:
                 self._wait_turn(state)
                 try:
-                    response = self._get_once(url, headers)
+                    with pinned(url, addresses):
+                        response = self._get_once(url, headers)
                 except httpx.TimeoutException:
-                    last_error = "timed out"
-                    retry_after = None
+                    raise _Retryable("timed out") from None
                 except httpx.TransportError as exc:
-                    last_error = f"network error ({type(exc).__name__}: {exc})"
-                    retry_after = None
-                else:
-                    if response.status not in RETRY_STATUSES:
-                        return response
-                    last_error = f"HTTP {response.status}"
-                    retry_after = response.headers.get("retry-after")
-            if attempt == self.policy.max_retries:
-                break
-            delay = self._backoff(attempt, retry_after, url)
-            logger.info("%s: %s, retrying in %.2f s", url, last_error, delay)
-            self._sleep(delay)
-        raise FetchError(url, f"{last_error} after {self.policy.max_retries + 1} attempts")
+                    raise _Retryable(f"network error ({type(exc).__name__}: {exc})") from None
+            if response.status not in RETRY_STATUSES:
+                return response
+            delay = parse_retry_after(response.headers.get("retry-after"))
+            if delay is not None and delay > self.policy.max_retry_after:
+                raise FetchError(
+                    url, f"HTTP {response.status}: the server asks to retry after {delay:.0f} s, longer than we wait"
+                )
+            raise _Retryable(f"HTTP {response.status}", delay)
+
+        def log_retry(retry_state: tenacity.RetryCallState) -> None:
+            error = retry_state.outcome.exception() if retry_state.outcome else None
+            delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
+            logger.info("%s: %s, retrying in %.2f s", url, error, delay)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            sleep=self._sleep,
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Retryable as exc:
+            raise FetchError(url, f"{exc.reason} after {attempts} attempts") from None
 
     def _get_once(self, url: str, headers: dict[str, str]) -> FetchResponse:
         limit = self.policy.max_response_bytes
@@ -239,18 +275,3 @@ class PoliteFetcher:
                 content=bytes(body),
                 validators=Validators(etag=lowered.get("etag"), last_modified=lowered.get("last-modified")),
             )
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -2,7 +2,8 @@
 
 ``TWIN_CRAWL_ALLOWED_HOSTS`` lists exceptions: host names (``intranet.example``) or networks
 (``127.0.0.1``, ``10.0.0.0/8``). Every address a host resolves to must pass, and every redirect is
-checked again before it is followed.
+checked again before it is followed. :meth:`UrlGuard.check` returns the addresses it checked: callers
+connect to those and never resolve the name again (see :mod:`twin_platform.adapters.http.pinning`).
 """
 
 from __future__ import annotations
@@ -77,8 +78,12 @@ class UrlGuard:
     def _allowed(self, address: IPAddress) -> bool:
         return any(address in network for network in self.allowed_networks)
 
-    def check(self, url: str) -> None:
-        """Raise :class:`BlockedURL` unless ``url`` is http(s) to a public (or explicitly allowed) host."""
+    def check(self, url: str) -> tuple[IPAddress, ...]:
+        """Raise :class:`BlockedURL` unless ``url`` is http(s) to a public (or explicitly allowed) host.
+
+        Returns the addresses the host resolved to, each of them checked. Connect to these only: a second
+        lookup may answer differently (DNS rebinding: public for the check, 127.0.0.1 for the connection).
+        """
         try:
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -91,15 +96,15 @@ class UrlGuard:
             raise BlockedURL(url, "has no host")
         if parts.username or parts.password:
             raise BlockedURL(url, "carries credentials in the URL; refused")
-        if host in self.allowed_hosts:
-            return
-        if host in METADATA_HOSTS:
-            raise BlockedURL(url, f"{host} is a cloud metadata host; refused (SSRF protection)")
         try:
             literal: IPAddress | None = ipaddress.ip_address(host)
         except ValueError:
             literal = None
-        addresses = [literal] if literal is not None else self._resolve(url, host, port)
+        if host in self.allowed_hosts:
+            return (literal,) if literal is not None else self._resolve(url, host, port)
+        if host in METADATA_HOSTS:
+            raise BlockedURL(url, f"{host} is a cloud metadata host; refused (SSRF protection)")
+        addresses = (literal,) if literal is not None else self._resolve(url, host, port)
         for address in addresses:
             if self._allowed(address) and (address not in METADATA_ADDRESSES or self._metadata_listed(address)):
                 continue
@@ -111,12 +116,17 @@ class UrlGuard:
                     f"{where} {kind}; refused (SSRF protection). "
                     "Allow it explicitly with TWIN_CRAWL_ALLOWED_HOSTS if this is intended",
                 )
+        return addresses
 
     def _metadata_listed(self, address: IPAddress) -> bool:
         return any(network.num_addresses == 1 and address in network for network in self.allowed_networks)
 
-    def _resolve(self, url: str, host: str, port: int) -> list[IPAddress]:
+    def _resolve(self, url: str, host: str, port: int) -> tuple[IPAddress, ...]:
         try:
-            return [ipaddress.ip_address(a.split("%")[0]) for a in self.resolver(host, port)]
+            # Zones (``fe80::1%eth0``) are dropped: only link-local addresses have one, refused unless allowed.
+            addresses = tuple(dict.fromkeys(ipaddress.ip_address(a.split("%")[0]) for a in self.resolver(host, port)))
         except OSError as exc:
             raise FetchError(url, str(exc)) from None
+        if not addresses:
+            raise FetchError(url, f"{host} resolves to no address")
+        return addresses

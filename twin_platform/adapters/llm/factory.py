@@ -101,7 +101,7 @@ def build_llm(settings: Settings) -> ResilientLLM:
         from twin_platform.adapters.llm.tgi import TGIClient
 
         inner = TGIClient(
-            settings.llm_url, token=secret, timeout=settings.llm_timeout, model_id=settings.llm_model or "tgi"
+            settings.llm_url, token=secret, timeout=settings.llm_timeout, model_id=settings.llm_model or None
         )
     elif settings.llm_backend == "openai":
         from twin_platform.adapters.llm.openai_client import OpenAIClient

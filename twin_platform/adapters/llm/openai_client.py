@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import openai
 
+from twin_platform.adapters.llm.resilience import server_busy
 from twin_platform.domain.llm import Generation, GenerationParams, LLMError, LLMUnavailable, Message
 
 
@@ -19,6 +20,7 @@ class OpenAIClient:
         self.model_id = model
         # Retries are the resilience wrapper's job: one attempt here.
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0)
+        self._name = f"the OpenAI-compatible endpoint {self._client.base_url}"
 
     @staticmethod
     def _messages(messages: Sequence[Message]) -> Any:
@@ -46,15 +48,14 @@ class OpenAIClient:
                 messages=[m.as_dict() for m in messages],  # type: ignore[misc]
                 **self._kwargs(params),
             )
-        except (
-            openai.APITimeoutError,
-            openai.APIConnectionError,
-            openai.RateLimitError,
-            openai.InternalServerError,
-        ) as exc:
-            raise LLMUnavailable(f"the OpenAI-compatible endpoint failed: {exc}") from exc
+        except openai.APITimeoutError as exc:
+            raise LLMUnavailable(f"{self._name} timed out") from exc
+        except openai.APIConnectionError as exc:
+            raise LLMUnavailable(f"{self._name} is unreachable: {exc}") from exc
+        except (openai.RateLimitError, openai.InternalServerError) as exc:
+            raise server_busy(self._name, exc.status_code, exc.response.headers) from exc
         except openai.APIStatusError as exc:
-            raise LLMError(f"the OpenAI-compatible endpoint refused the request ({exc.status_code})") from exc
+            raise LLMError(f"{self._name} refused the request ({exc.status_code})") from exc
         choice = out.choices[0]
         return Generation(
             text=choice.message.content or "",
@@ -74,7 +75,7 @@ class OpenAIClient:
                 if delta:
                     yield delta
         except (openai.APIError, httpx.HTTPError) as exc:
-            raise LLMUnavailable(f"the OpenAI-compatible endpoint failed while streaming: {exc}") from exc
+            raise LLMUnavailable(f"{self._name} failed while streaming: {exc}") from exc
 
     def health(self) -> bool:
         try:

@@ -1,13 +1,15 @@
-"""Around any LLM client: retries with backoff, a circuit breaker, and a bounded pool of generations."""
+"""Around any LLM client: retries with backoff (tenacity), a circuit breaker, and a bounded pool of generations."""
 
 from __future__ import annotations
 
-import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
+import tenacity
+
+from twin_platform.adapters.http.retry_after import parse_retry_after
 from twin_platform.domain.llm import (
     Generation,
     GenerationParams,
@@ -18,6 +20,24 @@ from twin_platform.domain.llm import (
 )
 
 T = TypeVar("T")
+
+MAX_BACKOFF = 30.0  # seconds: the cap of the backoff window; longer outages are the breaker's business
+
+
+class RetryLater(LLMUnavailable):
+    """The server is busy (429, 503) and said when to come back (``Retry-After``, in seconds)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def server_busy(server: str, status: int | None, headers: Mapping[str, str] | None) -> LLMUnavailable:
+    """The error for a 429 or 5xx answer from ``server``: a :class:`RetryLater` if it said when to retry."""
+    delay = parse_retry_after(headers.get("retry-after")) if headers is not None else None
+    if delay is None:
+        return LLMUnavailable(f"{server} answered {status or 'nothing'}")
+    return RetryLater(f"{server} answered {status} (retry after {delay:.0f} s)", delay)
 
 
 class CircuitBreaker:
@@ -55,7 +75,13 @@ class CircuitBreaker:
 
 
 class ResilientLLM:
-    """Implements :class:`LLMClient` over another one."""
+    """Implements :class:`LLMClient` over another one.
+
+    A generation that fails with :class:`LLMUnavailable` is retried ``retries`` times, after the wait the
+    server asked for (``Retry-After``) or else exponential backoff with full jitter (a window of
+    ``backoff`` seconds that doubles per retry). It gives up at once when the breaker opens or when the
+    server asks for a pause longer than ``max_retry_after``. Other errors (a refused request) are final.
+    """
 
     def __init__(
         self,
@@ -63,6 +89,7 @@ class ResilientLLM:
         *,
         retries: int = 2,
         backoff: float = 0.5,
+        max_retry_after: float = 60.0,
         max_concurrent: int = 2,
         queue_timeout: float = 0.0,
         breaker: CircuitBreaker | None = None,
@@ -70,13 +97,17 @@ class ResilientLLM:
     ) -> None:
         self.inner = inner
         self.backend = inner.backend
-        self.model_id = inner.model_id
         self.retries = retries
-        self.backoff = backoff
+        self.max_retry_after = max_retry_after
         self.queue_timeout = queue_timeout
         self.breaker = breaker or CircuitBreaker()
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._sleep = sleep
+        self._backoff = tenacity.wait_random_exponential(multiplier=backoff, max=MAX_BACKOFF)
+
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
 
     def _acquire(self) -> None:
         if not self.breaker.allow():
@@ -88,21 +119,34 @@ class ResilientLLM:
         if not acquired:
             raise LLMOverloaded("every generation slot is busy; retry shortly")
 
+    def _wait(self, retry_state: tenacity.RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        return error.retry_after if isinstance(error, RetryLater) else self._backoff(retry_state)
+
+    def _give_up(self, retry_state: tenacity.RetryCallState) -> bool:
+        """Out of attempts, the breaker opened, or the server asks for a longer pause than a caller should wait."""
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        too_long = isinstance(error, RetryLater) and error.retry_after > self.max_retry_after
+        return retry_state.attempt_number > self.retries or too_long or not self.breaker.allow()
+
     def _call(self, fn: Callable[[], T]) -> T:
-        last: LLMUnavailable | None = None
-        for attempt in range(self.retries + 1):
+        def attempt() -> T:
             try:
                 result = fn()
-            except LLMUnavailable as exc:
-                last = exc
+            except LLMUnavailable:
                 self.breaker.record_failure()
-                if attempt == self.retries or not self.breaker.allow():
-                    break
-                self._sleep(self.backoff * 2**attempt * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
-                continue
+                raise
             self.breaker.record_success()
             return result
-        raise last or LLMUnavailable("no attempt was made")
+
+        retrying = tenacity.Retrying(
+            stop=self._give_up,
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(LLMUnavailable),
+            sleep=self._sleep,
+            reraise=True,  # the last error names the server and its answer
+        )
+        return retrying(attempt)
 
     def generate(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
         self._acquire()

@@ -10,6 +10,7 @@ import httpx
 from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
+from twin_platform.adapters.llm.resilience import server_busy
 from twin_platform.domain.llm import Generation, GenerationParams, LLMError, LLMUnavailable, Message
 
 _NO_MESSAGES_API = {404, 405, 422}
@@ -30,10 +31,10 @@ class TGIClient:
     backend = "tgi"
 
     def __init__(
-        self, base_url: str, *, token: str | None = None, timeout: float = 60.0, model_id: str = "tgi"
+        self, base_url: str, *, token: str | None = None, timeout: float = 60.0, model_id: str | None = None
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.model_id = model_id
+        self._model_id = model_id
         self._client = InferenceClient(base_url=self.base_url, token=token, timeout=timeout)
         self._messages_api = True
 
@@ -85,7 +86,8 @@ class TGIClient:
         except HfHubHTTPError as exc:
             status = _status(exc)
             if status is None or status >= 500 or status == 429:
-                raise LLMUnavailable(f"TGI at {self.base_url} answered {status or 'nothing'}") from exc
+                response = getattr(exc, "response", None)
+                raise server_busy(f"TGI at {self.base_url}", status, getattr(response, "headers", None)) from exc
             raise LLMError(f"TGI at {self.base_url} refused the request ({status}): {exc}") from exc
         except (OSError, httpx.TransportError) as exc:
             raise LLMUnavailable(f"TGI at {self.base_url} is unreachable: {exc}") from exc
@@ -111,6 +113,19 @@ class TGIClient:
             raise LLMUnavailable(f"TGI at {self.base_url} timed out: {exc}") from exc
         except (HfHubHTTPError, OSError, httpx.TransportError) as exc:
             raise LLMUnavailable(f"TGI at {self.base_url} failed while streaming: {exc}") from exc
+
+    @property
+    def model_id(self) -> str:
+        """The served model as TGI's ``GET /info`` names it (asked once), unless one was given; ``tgi`` while
+        the server does not answer."""
+        if self._model_id is None:
+            try:
+                info = httpx.get(f"{self.base_url}/info", timeout=2.0)
+                info.raise_for_status()
+                self._model_id = str(info.json()["model_id"])
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                return "tgi"
+        return self._model_id
 
     def health(self) -> bool:
         """TGI's ``GET /health`` answers 200 once the model is loaded."""
