@@ -17,6 +17,8 @@ from twin_platform.cli.main import app
 from twin_platform.defs.authors.partitions import AUTHORS_PARTITION
 from twin_platform.settings import Settings
 from twin_platform_tests.factories import markdown, write
+from twin_platform_tests.web.pages import article_page
+from twin_platform_tests.web.server import Page, Site
 
 runner = CliRunner()
 
@@ -96,6 +98,67 @@ def test_import_exit_codes_and_json_report(settings: Settings, tmp_path: Path):
     code, out = twin("import", str(folder), "--author", "jane-doe")
     assert code == 1
     assert "rejected b.md is not valid UTF-8" in out
+
+
+BRACKETED_URL = "http://[fd00:ec2::254]/"  # an IPv6 literal: Rich would read "[fd00:ec2::254]" as a markup tag
+
+
+def test_human_output_prints_names_paths_and_urls_as_they_are(settings: Settings, tmp_path: Path):
+    """Square brackets and ``:name:`` in user values are printed, not read as Rich markup or emoji codes."""
+    name = "[i]Ann"  # short values keep the authors table within 80 columns: no wrapped cells
+    code, out = twin("authors", "add", name, "--link", BRACKETED_URL)
+    assert code == 0
+    assert f"registered author {name}" in out
+    code, out = twin("authors", "list")
+    assert name in out
+    assert BRACKETED_URL in out
+
+    folder = tmp_path / "corpus"
+    write(folder / "[blink]x.md", b"")  # empty: rejected
+    write(folder / ":smile:.md", b"\xc3\x28 invalid")  # not UTF-8: rejected
+    code, out = twin("import", str(folder), "--author", name)
+    assert code == 1
+    rejected = [line for line in out.splitlines() if line.startswith("rejected ")]
+    assert len(rejected) == 2, out
+    assert "[blink]x.md" in out
+    assert ":smile:.md" in out
+
+    result = runner.invoke(app, ["import", str(tmp_path / "[blink]missing"), "--author", name])
+    assert result.exit_code == 2
+    assert "[blink]missing" in result.stderr
+
+    result = runner.invoke(app, ["crawl", f"{BRACKETED_URL}feed"])  # refused: a cloud metadata address
+    assert result.exit_code == 2
+    assert f"{BRACKETED_URL}feed" in result.stderr
+
+
+def test_apikey_commands_print_key_names_as_they_are(settings: Settings):
+    name = "[b]laptop"
+    code, out = twin("apikey", "create", name)
+    assert code == 0
+    assert f"API key for {name}" in out
+    code, out = twin("apikey", "list")
+    assert name in out
+    code, out = twin("apikey", "revoke", name)
+    assert (code, out.strip()) == (0, f"revoked {name}")
+
+
+def test_crawl_prints_page_titles_and_text_as_they_are(settings: Settings, site: Site, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TWIN_CRAWL_ALLOWED_HOSTS", "127.0.0.1")
+    monkeypatch.setenv("TWIN_CRAWL_MIN_INTERVAL_SECONDS", "0")
+    title = "Notes on [red]markup[/red]"
+    paragraph = "Click [link=https://evil.example]here[/link] :smile:"
+    site.route("/post", Page(article_page(title, paragraphs=[paragraph, "A second paragraph, for the extractor."])))
+    code, out = twin("crawl", site.url("/post"), "--json")
+    assert code == 0, out
+    [document] = json.loads(out)["documents"]
+    assert document["title"] == title
+    # The extractor's Markdown keeps the brackets (backslash-escaped); the preview shows the text as stored.
+    [line] = [line for line in document["content"].splitlines() if "evil.example" in line]
+    code, out = twin("crawl", site.url("/post"))
+    assert code == 0, out
+    assert title in out
+    assert line in out
 
 
 def test_import_handbook_export_registers_partitions(settings: Settings, handbook_export: Path):

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from twin_platform.adapters.runtime import open_runtime
-from twin_platform.cli.console import fail, out, print_json
+from twin_platform.cli.console import fail, literal, out, print_json
 from twin_platform.cli.instance import add_author_partitions
 from twin_platform.domain.authors import Author
 from twin_platform.domain.documents import Platform, platform_for_url
@@ -70,7 +70,8 @@ def add(
     if as_json:
         print_json(author_json(author))
     else:
-        out.print(f"{'updated' if existing else 'registered'} author [bold]{author.full_name}[/] (id {author.id})")
+        verb = "updated" if existing else "registered"
+        out.print(literal(verb, " author ", (author.full_name, "bold"), f" (id {author.id})"))
 
 
 @app.command("list")
@@ -84,10 +85,10 @@ def list_authors(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     table = Table("id", "full name", "documents", "links", "imports")
     for author, count in rows:
         table.add_row(
-            author.id,
-            author.full_name,
+            literal(author.id),
+            literal(author.full_name),
             str(count),
-            "\n".join(u for urls in author.links.values() for u in urls),
-            "\n".join(author.imports),
+            literal("\n".join(u for urls in author.links.values() for u in urls)),
+            literal("\n".join(author.imports)),
         )
     out.print(table)

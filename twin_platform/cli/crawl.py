@@ -6,7 +6,7 @@ import typer
 from rich.panel import Panel
 
 from twin_platform.adapters.runtime import open_runtime
-from twin_platform.cli.console import err, fail, out, print_json
+from twin_platform.cli.console import err, fail, literal, out, print_json
 from twin_platform.collection.ingest import UnknownAuthorError, resolve_registered
 from twin_platform.collection.sources import store_crawl
 from twin_platform.domain.crawling import FetchError
@@ -32,7 +32,7 @@ def crawl_command(
             raise fail(str(exc)) from None
         respect = not ignore_robots and (target.respect_robots_txt if target else True)
         try:
-            with err.status(f"crawling {url} ...", spinner="dots"):
+            with err.status(literal("crawling ", url, " ..."), spinner="dots"):
                 result = runtime.crawl.crawl(url, platform, respect_robots=respect)
         except FetchError as exc:
             raise fail(f"could not crawl {exc}") from None
@@ -59,20 +59,18 @@ def crawl_command(
         preview = content if len(content) <= PREVIEW_CHARS else content[:PREVIEW_CHARS] + " ..."
         out.print(
             Panel(
-                preview,
-                title=f"{doc['title']}",
-                subtitle=f"{doc['url']}  {doc['published_at'] or ''}",
+                literal(preview),
+                title=literal(doc["title"]),
+                subtitle=literal(doc["url"], "  ", doc["published_at"] or ""),
                 title_align="left",
                 subtitle_align="left",
             )
         )
     out.print(f"{len(documents)} document(s) found, {result.not_modified} page(s) not modified since the last crawl")
     for reason in result.skipped:
-        out.print(f"[yellow]skipped[/] {reason}", highlight=False)
+        out.print(literal(("skipped", "yellow"), " ", reason))
     if stored is None:
         out.print("nothing stored (give --author NAME to store)")
     else:
-        out.print(
-            f"stored for {target.id if target else ''}: {stored['inserted']} inserted, {stored['updated']} "
-            f"updated, {stored['unchanged']} unchanged"
-        )
+        counts = f"{stored['inserted']} inserted, {stored['updated']} updated, {stored['unchanged']} unchanged"
+        out.print(literal("stored for ", target.id if target else "", ": ", counts))

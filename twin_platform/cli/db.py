@@ -14,7 +14,7 @@ from twin_platform.adapters.postgres.database import (
     upgrade,
 )
 from twin_platform.adapters.postgres.embedded import EmbeddedPostgres
-from twin_platform.cli.console import fail, out, print_json
+from twin_platform.cli.console import fail, literal, out, print_json
 from twin_platform.settings import Settings
 
 app = typer.Typer(help="Start, stop and migrate the platform's Postgres.", no_args_is_help=True)
@@ -36,7 +36,7 @@ def start() -> None:
     except DatabaseError as exc:
         raise fail(str(exc)) from None
     where = "external server" if settings.database_url is not None else f"embedded, {settings.pgdata_dir}"
-    out.print(f"Postgres is up ({where}), schema at revision {revision}")
+    out.print(literal(f"Postgres is up ({where}), schema at revision {revision}"))
 
 
 @app.command()
@@ -69,7 +69,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         print_json(info)
     else:
         for key, value in info.items():
-            out.print(f"{key}: {value}")
+            out.print(literal(f"{key}: {value}"))
     if info.get("running") is False:
         raise typer.Exit(1)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from twin_platform.adapters.runtime import open_runtime
-from twin_platform.cli.console import out, print_json
+from twin_platform.cli.console import literal, out, print_json
 from twin_platform.cli.instance import add_author_partitions
 from twin_platform.collection.sources import sync_author_sources
 from twin_platform.domain.authors import Author
@@ -36,7 +36,8 @@ def demo_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     if as_json:
         print_json(result)
     else:
-        out.print(
-            f"demo author [bold]{result['author']}[/]: {result['inserted']} inserted, {result['updated']} updated, "
+        counts = (
+            f"{result['inserted']} inserted, {result['updated']} updated, "
             f"{result['unchanged']} unchanged, {result['rejected']} rejected"
         )
+        out.print(literal("demo author ", (str(result["author"]), "bold"), ": ", counts))

@@ -9,7 +9,7 @@ from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColum
 from rich.table import Table
 
 from twin_platform.adapters.runtime import open_runtime
-from twin_platform.cli.console import err, fail, out, print_json
+from twin_platform.cli.console import err, fail, literal, out, print_json
 from twin_platform.cli.instance import add_author_partitions
 from twin_platform.collection.ingest import ImportAborted, import_path
 from twin_platform.collection.report import ImportReport
@@ -27,7 +27,7 @@ def print_report(report: ImportReport) -> None:
     )
     out.print(table)
     for rejection in report.rejected:
-        out.print(f"[yellow]rejected[/] {rejection.reason}", highlight=False)
+        out.print(literal(("rejected", "yellow"), " ", rejection.reason))
 
 
 def run_import(path: Path, author: str | None, as_json: bool) -> None:
@@ -35,7 +35,7 @@ def run_import(path: Path, author: str | None, as_json: bool) -> None:
     settings = Settings()
     progress = Progress(
         SpinnerColumn(),
-        TextColumn("importing {task.description}"),
+        TextColumn("importing {task.description}", markup=False),  # the description is the user's path
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,

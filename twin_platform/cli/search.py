@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from twin_platform.adapters.runtime import open_runtime
-from twin_platform.cli.console import err, fail, out, print_json
+from twin_platform.cli.console import err, fail, literal, out, print_json
 from twin_platform.collection.ingest import UnknownAuthorError, resolve_registered
 from twin_platform.domain.documents import Category, Platform
 from twin_platform.domain.retrieval import SearchFilters
@@ -76,7 +76,7 @@ def search_command(
             f"{hit['score']:.4f}",
             f"{hit['dense_score']} ({hit['dense_rank']})" if hit["dense_rank"] else "-",
             f"{hit['text_score']} ({hit['text_rank']})" if hit["text_rank"] else "-",
-            f"[bold]{hit['title']}[/]\n{hit['url']}\n{snippet}",
+            literal((str(hit["title"]), "bold"), "\n", hit["url"], "\n", snippet),
         )
     out.print(table)
     out.print(f"timings (ms): {result.timings_ms}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import typer
 
 from twin_platform.adapters.postgres.embedded import EmbeddedPostgres
-from twin_platform.cli.console import err, fail, out
+from twin_platform.cli.console import err, fail, literal, out
 from twin_platform.cli.demo import register_demo
 from twin_platform.cli.instance import ensure_dagster_home
 from twin_platform.settings import Settings
@@ -111,13 +111,14 @@ def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 30.0) 
 
 
 def print_endpoints(ui: str, api_url: str, key: str) -> None:
-    out.print(f"\n[bold green]Dagster UI:[/] {ui}/asset-groups")
-    out.print(f"[bold green]RAG API:[/]    {api_url}  (docs: {api_url}/schema/swagger)")
-    out.print(f"[bold green]API key:[/]    {key}", highlight=False)
+    out.print(literal("\n", ("Dagster UI:", "bold green"), f" {ui}/asset-groups"))
+    out.print(literal(("RAG API:", "bold green"), f"    {api_url}  (docs: {api_url}/schema/swagger)"))
+    out.print(literal(("API key:", "bold green"), f"    {key}"))
     out.print(
-        f"  curl -s {api_url}/v1/rag -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
-        """-d '{"query": "How do you keep search up while swapping embedding models?"}'""",
-        highlight=False,
+        literal(
+            f"  curl -s {api_url}/v1/rag -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' ",
+            """-d '{"query": "How do you keep search up while swapping embedding models?"}'""",
+        ),
         soft_wrap=True,
     )
 
@@ -147,10 +148,10 @@ def up_command(
     api: subprocess.Popen[bytes] | None = None
     try:
         demo = register_demo(settings)
-        out.print(f"demo author {demo['author']}: {demo['inserted']} inserted, {demo['unchanged']} unchanged")
+        out.print(literal(f"demo author {demo['author']}: {demo['inserted']} inserted, {demo['unchanged']} unchanged"))
         prepare_dbt()
         dagster = start_dagster(settings)
-        out.print(f"starting Dagster (DAGSTER_HOME={home}) ...")
+        out.print(literal(f"starting Dagster (DAGSTER_HOME={home}) ..."))
         wait_for_dagster(settings, dagster)
         ui = f"http://{settings.dagster_host}:{settings.dagster_port}"
         if materialize:
