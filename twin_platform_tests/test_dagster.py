@@ -39,6 +39,12 @@ def metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
     return {key: value.value for key, value in materialization.metadata.items()}
 
 
+def rows(value: object) -> list[dict[str, object]]:
+    """The records of a table in the metadata."""
+    assert isinstance(value, dg.TableMetadataValue)
+    return [dict(record.data) for record in value.records]
+
+
 def test_definitions_load():
     from twin_platform.definitions import defs
 
@@ -67,8 +73,12 @@ def test_raw_documents_collects_an_authors_imports_idempotently(
     assert first.success
     meta = metadata(first)
     assert (meta["inserted"], meta["unchanged"], meta["rejected"], meta["documents"]) == (2, 0, 1, 2)
-    assert "| linkedin | post | 1 |" in str(meta["by_platform_category"])
-    assert "broken.md is not valid UTF-8" in str(meta["rejections"])
+    assert {"platform": "linkedin", "category": "post", "documents": 1} in rows(meta["by_platform_category"])
+    [rejection] = rows(meta["rejections"])
+    assert rejection["source"] == "broken.md"
+    assert "broken.md is not valid UTF-8" in str(rejection["reason"])
+    [source] = rows(meta["sources"])
+    assert (source["kind"], source["status"], source["documents"]) == ("import", "ok", 2)
 
     second = metadata(materialize_author(instance, "jane-doe"))
     assert (second["inserted"], second["unchanged"], second["documents"]) == (0, 2, 2)

@@ -164,8 +164,10 @@ def test_split_is_by_document_stable_and_covers_both_sides():
     sides = split_by_document(ids, 0.2)
     assert sides == split_by_document(reversed(ids), 0.2)
     assert {"train", "test"} == set(sides.values())
-    assert split_by_document(["a", "b"], 0.01).values() != {"train"}  # two documents: one each side at least
-    assert sorted(split_by_document(["a", "b"], 0.01).values()) == ["test", "train"]
+    # Two documents: one on each side, also when the fraction alone would put both on one side
+    # (0.01 puts both in train, 0.99 both in test).
+    for fraction in (0.01, 0.99):
+        assert sorted(split_by_document(["a", "b"], fraction).values()) == ["test", "train"], fraction
 
 
 def test_decontamination_drops_train_samples_sharing_an_ngram_with_test():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from twin_platform.adapters.runtime import Runtime
+from twin_platform.adapters.runtime import Runtime, open_runtime
 from twin_platform.defs.authors.partitions import AUTHORS_PARTITION
 from twin_platform.defs.collection.assets import raw_documents
 from twin_platform.defs.features.assets import chunk_embeddings, chunks, cleaned_documents
@@ -23,6 +23,7 @@ from twin_platform.features.chunking import ChunkingOptions
 from twin_platform.features.cleaning import CleaningOptions
 from twin_platform.features.pipeline import refresh_chunks, refresh_cleaned, refresh_embeddings
 from twin_platform.rag.search import hybrid_search
+from twin_platform.settings import Settings
 from twin_platform_tests.factories import raw_document
 
 TOPICS = {
@@ -250,3 +251,30 @@ def test_import_folders_sensor_notices_a_new_file(runtime: Runtime, tmp_path: Pa
         added = tick(first.cursor)
         assert [r.partition_key for r in added.run_requests or []] == ["jane-doe"]
         assert json.loads(added.cursor or "{}")["jane-doe"] != json.loads(first.cursor or "{}")["jane-doe"]
+
+
+def forward_batch_sizes(embedder, texts: list[str]) -> tuple[list[int], np.ndarray]:
+    """How many texts each forward pass of the real model received while encoding ``texts``."""
+    sizes: list[int] = []
+    hook = embedder.model.register_forward_pre_hook(lambda _, args: sizes.append(len(args[0]["input_ids"])))
+    try:
+        vectors = embedder.encode(texts)
+    finally:
+        hook.remove()
+    return sizes, vectors
+
+
+def test_the_embedding_batch_size_setting_reaches_the_model(
+    database_url: str, embedder, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("TWIN_DATABASE_URL", database_url)
+    monkeypatch.setenv("TWIN_EMBEDDING_BATCH_SIZE", "3")
+    texts = [TOPICS[1 + i % 3] + f" ({i})" for i in range(7)]
+    with open_runtime(Settings()) as runtime:
+        configured = runtime.embedder()
+    sizes, vectors = forward_batch_sizes(configured, texts)
+    assert sizes == [3, 3, 1]
+    default_sizes, default_vectors = forward_batch_sizes(embedder, texts)
+    assert default_sizes == [7]  # the session's default embedder (64 per batch) is not the configured one
+    assert configured.model is embedder.model  # loaded once, whatever the batch sizes
+    assert np.allclose(vectors, default_vectors, atol=1e-5)

@@ -1,8 +1,11 @@
+import warnings
 from pathlib import Path
 
 import psycopg
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 
 from twin_platform.adapters.postgres.database import (
     DatabaseError,
@@ -15,6 +18,7 @@ from twin_platform.adapters.postgres.database import (
     redact,
     upgrade,
 )
+from twin_platform.adapters.postgres.tables import metadata
 from twin_platform_tests.conftest import create_database, drop_database
 
 
@@ -36,6 +40,7 @@ TABLES_BY_REVISION = {
     "0002": {"crawl_validators"},
     "0003": {"cleaned_documents", "chunks"},
     "0004": {"api_keys", "query_log"},
+    "0005": {"api_rate_limits"},
 }
 
 
@@ -60,6 +65,57 @@ def test_migrations_go_up_down_and_up_again(empty_database: sa.Engine):
     upgrade(empty_database)
     upgrade(empty_database)  # applying twice is a no-op
     assert current_revision(empty_database) == head_revision()
+
+
+def index_methods_in_code() -> dict[str, tuple[str, dict[str, str]]]:
+    """Access method and non-default operator classes of every index tables.py declares."""
+    methods = {}
+    for table in metadata.tables.values():
+        for index in table.indexes:
+            options = index.dialect_options["postgresql"]
+            methods[str(index.name)] = (options["using"] or "btree", dict(options["ops"] or {}))
+    return methods
+
+
+def index_methods_in_database(inspector: sa.Inspector) -> dict[str, tuple[str, dict[str, str]]]:
+    """The same for the database's indexes (those backing primary keys and unique constraints aside)."""
+    methods = {}
+    for table in metadata.tables:
+        for index in inspector.get_indexes(table):
+            if "duplicates_constraint" not in index:
+                options = index.get("dialect_options", {})
+                methods[str(index["name"])] = (
+                    options.get("postgresql_using", "btree"),
+                    dict(options.get("postgresql_ops", {})),
+                )
+    return methods
+
+
+def test_tables_py_declares_exactly_what_the_migrations_create(empty_database: sa.Engine):
+    upgrade(empty_database)
+    with empty_database.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            differences = compare_metadata(context, metadata)
+        inspector = sa.inspect(conn)
+        in_database = index_methods_in_database(inspector)
+        checks_in_database = {(t, c["name"]) for t in metadata.tables for c in inspector.get_check_constraints(t)}
+
+    # Columns, types (a Vector without a dimension matches any: the dimension follows the configured model),
+    # nullability, server defaults, primary and foreign keys, unique constraints, index columns.
+    assert differences == []
+    # Alembic only warns, without a difference, when a generated column's expression (chunks.tsv) differs
+    # or when it cannot reflect something; either is a disagreement.
+    assert [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)] == []
+    # What autogenerate does not compare: index access methods and operator classes (HNSW with cosine
+    # distance, GIN) and CHECK constraints (by name: Postgres rewrites their expressions).
+    assert index_methods_in_code() == in_database
+    assert in_database["ix_chunks_embedding_hnsw"] == ("hnsw", {"embedding": "vector_cosine_ops"})
+    checks_in_code = {
+        (t.name, c.name) for t in metadata.tables.values() for c in t.constraints if isinstance(c, sa.CheckConstraint)
+    }
+    assert checks_in_code == checks_in_database
 
 
 def test_a_server_without_the_extension_is_refused_with_a_clear_message(empty_database: sa.Engine):

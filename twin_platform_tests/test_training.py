@@ -147,6 +147,11 @@ def test_the_whole_chain_on_a_tiny_model(
     assert all(squash(row["answer"]) in cleaned[row["document_id"]] for row in train + test)
     assert {r["document_id"] for r in train}.isdisjoint({r["document_id"] for r in test})
     assert json.loads((instructions / "book.json").read_text())["train"]
+    preview = meta(result, "instruction_dataset")["preview"]
+    assert isinstance(preview, dg.TableMetadataValue)
+    assert [c.name for c in preview.schema.columns] == ["instruction", "answer", "category", "split", "repaired"]
+    assert len(preview.records) == 5
+    assert all(squash(str(r.data["answer"])) in squash(" ".join(cleaned.values())) for r in preview.records)
     preferences = store.latest(f"preference_dataset/{AUTHOR}").path
     pairs = load_rows(preferences / "hf", "train")
     assert pairs
@@ -154,7 +159,10 @@ def test_the_whole_chain_on_a_tiny_model(
 
     sft = meta(result, "sft_adapter")
     assert "data:image/png;base64," in str(sft["loss_curve"])
-    assert "| final_loss |" in str(sft["metrics"])
+    assert isinstance(sft["metrics"], dg.TableMetadataValue)
+    metrics = {record.data["metric"]: record.data["value"] for record in sft["metrics"].records}
+    assert metrics["steps"] == 8
+    assert metrics["final_loss"] == pytest.approx(sft["final_loss"], rel=1e-3)
     assert sft["config"]["lora"]["rank"] == 16
     assert "reward_margin" in meta(result, "dpo_adapter")
 

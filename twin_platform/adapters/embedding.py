@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -11,8 +12,9 @@ import numpy as np
 import numpy.typing as npt
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_BATCH_SIZE = 64  # Settings.embedding_batch_size's default
 _PACKAGED_NAMES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
-_cache: dict[str, SentenceEmbedder] = {}
+_cache: dict[tuple[str, int], SentenceEmbedder] = {}
 _cache_lock = threading.Lock()
 
 
@@ -28,7 +30,9 @@ def resolve_model_path(model: str) -> str:
 class SentenceEmbedder:
     """Implements :class:`twin_platform.domain.features.Embedder`: normalised embeddings, batched, on CPU."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64, device: str | None = None) -> None:
+    def __init__(
+        self, model: str = DEFAULT_MODEL, *, batch_size: int = DEFAULT_BATCH_SIZE, device: str | None = None
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the machines reach package registries only
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
@@ -42,6 +46,12 @@ class SentenceEmbedder:
         self.tokenizer = self.model.tokenizer
         special = len(self.tokenizer("", add_special_tokens=True)["input_ids"])
         self.max_tokens = int(self.model.max_seq_length or 512) - special
+
+    def with_batch_size(self, batch_size: int) -> SentenceEmbedder:
+        """The same loaded model, encoding ``batch_size`` texts per forward pass."""
+        other = copy.copy(self)
+        other.batch_size = batch_size
+        return other
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
@@ -68,9 +78,13 @@ class SentenceEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def load_embedder(model: str = DEFAULT_MODEL) -> SentenceEmbedder:
-    """One instance per model and process: loading costs seconds."""
+def load_embedder(model: str = DEFAULT_MODEL, *, batch_size: int = DEFAULT_BATCH_SIZE) -> SentenceEmbedder:
+    """One instance per model and batch size and process; every batch size shares the model, loaded once
+    (loading costs seconds)."""
     with _cache_lock:
-        if model not in _cache:
-            _cache[model] = SentenceEmbedder(model)
-        return _cache[model]
+        if (model, batch_size) not in _cache:
+            loaded = next((e for (name, _), e in _cache.items() if name == model), None)
+            _cache[model, batch_size] = (
+                loaded.with_batch_size(batch_size) if loaded else SentenceEmbedder(model, batch_size=batch_size)
+            )
+        return _cache[model, batch_size]

@@ -40,8 +40,8 @@ class Runtime:
     search: PostgresSearchIndex
 
     def embedder(self) -> SentenceEmbedder:
-        """The configured embedding model, loaded on first use (once per process)."""
-        return load_embedder(self.settings.embedding_model)
+        """The configured embedding model and batch size, loaded on first use (once per process)."""
+        return load_embedder(self.settings.embedding_model, batch_size=self.settings.embedding_batch_size)
 
 
 def crawl_environment(settings: Settings, engine: Engine) -> tuple[CrawlEnvironment, PoliteFetcher]:

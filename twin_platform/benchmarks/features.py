@@ -229,7 +229,7 @@ def run(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     settings = settings or Settings()
-    embedder = load_embedder(settings.embedding_model)
+    embedder = load_embedder(settings.embedding_model, batch_size=settings.embedding_batch_size)
     embedder.encode(["warm up the model before anything is timed"] * 8)
     report: dict[str, Any] = {"model": embedder.model_id, "machine": {"cpus": _cpus()}}
     with scratch_database(settings) as engine:

@@ -1,4 +1,4 @@
-"""What a person looks at after training: a loss curve (PNG), a metrics table and a model card."""
+"""What a person looks at after training: a loss curve (PNG), whether the loss went down, a model card."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def loss_went_down(losses: Sequence[float]) -> tuple[bool, float, float]:
     return last < first, first, last
 
 
-def metrics_table(rows: Mapping[str, Any], header: tuple[str, str] = ("metric", "value")) -> str:
+def _markdown_table(rows: Mapping[str, Any], header: tuple[str, str] = ("metric", "value")) -> str:
+    """Two columns of Markdown for the model card, a README file (Dagster metadata gets typed tables instead)."""
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
     for key, value in rows.items():
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -86,15 +87,15 @@ def model_card(
         "",
         "## Lineage",
         "",
-        metrics_table(lineage, ("input", "version")),
+        _markdown_table(lineage, ("input", "version")),
         "",
         "## Hyperparameters",
         "",
-        metrics_table(hyperparameters, ("hyperparameter", "value")),
+        _markdown_table(hyperparameters, ("hyperparameter", "value")),
         "",
         "## Metrics",
         "",
-        metrics_table(metrics),
+        _markdown_table(metrics),
         "",
         "## Sample",
         "",

@@ -1,4 +1,10 @@
-"""SQLAlchemy Core views of the tables the migrations create (queries only; the schema lives in migrations)."""
+"""The schema as the migrations create it, declared once for the queries (SQLAlchemy Core).
+
+Migrations own the deployed schema; this module must describe exactly what they produce: columns,
+types, nullability, server defaults, keys, indexes, CHECK constraints and the sequence.
+``twin_platform_tests/test_migrations.py`` upgrades a fresh database and fails on any difference, so
+a migration that changes the schema changes this module in the same commit.
+"""
 
 import sqlalchemy as sa
 from pgvector.sqlalchemy import Vector
@@ -6,39 +12,51 @@ from sqlalchemy.dialects import postgresql
 
 metadata = sa.MetaData()
 
+NOW = sa.text("now()")
+
 authors = sa.Table(
     "authors",
     metadata,
     sa.Column("id", sa.Text, primary_key=True),
-    sa.Column("full_name", sa.Text),
-    sa.Column("aliases", postgresql.JSONB),
-    sa.Column("links", postgresql.JSONB),
-    sa.Column("imports", postgresql.JSONB),
-    sa.Column("respect_robots_txt", sa.Boolean),
-    sa.Column("created_at", sa.TIMESTAMP(timezone=True)),
-    sa.Column("updated_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("full_name", sa.Text, nullable=False, unique=True),
+    sa.Column("aliases", postgresql.JSONB, nullable=False, server_default="[]"),
+    sa.Column("links", postgresql.JSONB, nullable=False, server_default="{}"),
+    sa.Column("imports", postgresql.JSONB, nullable=False, server_default="[]"),
+    sa.Column("respect_robots_txt", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("updated_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=NOW),
 )
+
+revision_seq = sa.Sequence("raw_documents_revision_seq", metadata=metadata)
 
 raw_documents = sa.Table(
     "raw_documents",
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("author_id", sa.Text),
-    sa.Column("source_url", sa.Text),
-    sa.Column("category", sa.Text),
-    sa.Column("platform", sa.Text),
-    sa.Column("title", sa.Text),
-    sa.Column("content", sa.Text),
+    sa.Column("author_id", sa.Text, sa.ForeignKey("authors.id"), nullable=False),
+    sa.Column("source_url", sa.Text, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),
+    sa.Column("platform", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False, server_default=""),
+    sa.Column("content", sa.Text, nullable=False),
     sa.Column("published_at", sa.TIMESTAMP(timezone=True)),
     sa.Column("language", sa.Text),
-    sa.Column("metadata", postgresql.JSONB),
-    sa.Column("content_hash", sa.CHAR(64)),
-    sa.Column("version", sa.Integer),
-    sa.Column("first_seen", sa.TIMESTAMP(timezone=True)),
-    sa.Column("last_seen", sa.TIMESTAMP(timezone=True)),
-    sa.Column("updated_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("metadata", postgresql.JSONB, nullable=False, server_default="{}"),
+    sa.Column("content_hash", sa.CHAR(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("first_seen", sa.TIMESTAMP(timezone=True), nullable=False),
+    sa.Column("last_seen", sa.TIMESTAMP(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.TIMESTAMP(timezone=True), nullable=False),
     sa.Column("deleted_at", sa.TIMESTAMP(timezone=True)),
-    sa.Column("revision", sa.BigInteger),
+    sa.Column(
+        "revision", sa.BigInteger, nullable=False, server_default=sa.text("nextval('raw_documents_revision_seq')")
+    ),
+    sa.UniqueConstraint("author_id", "source_url", name="uq_raw_documents_author_source"),
+    sa.CheckConstraint("category IN ('article', 'post', 'repository')", name="ck_raw_documents_category"),
+    sa.CheckConstraint("version >= 1", name="ck_raw_documents_version"),
+    sa.Index("ix_raw_documents_revision", "revision"),
+    sa.Index("ix_raw_documents_filters", "author_id", "platform", "category"),
+    sa.Index("ix_raw_documents_updated_at", "updated_at"),
 )
 
 crawl_validators = sa.Table(
@@ -47,57 +65,72 @@ crawl_validators = sa.Table(
     sa.Column("url", sa.Text, primary_key=True),
     sa.Column("etag", sa.Text),
     sa.Column("last_modified", sa.Text),
-    sa.Column("updated_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("updated_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=NOW),
 )
-
-revision_seq = sa.Sequence("raw_documents_revision_seq", metadata=metadata)
 
 cleaned_documents = sa.Table(
     "cleaned_documents",
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("author_id", sa.Text),
-    sa.Column("category", sa.Text),
-    sa.Column("platform", sa.Text),
-    sa.Column("source_url", sa.Text),
-    sa.Column("title", sa.Text),
+    sa.Column("author_id", sa.Text, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),
+    sa.Column("platform", sa.Text, nullable=False),
+    sa.Column("source_url", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
     sa.Column("published_at", sa.TIMESTAMP(timezone=True)),
     sa.Column("language", sa.Text),
-    sa.Column("text", sa.Text),
-    sa.Column("raw_version", sa.Integer),
-    sa.Column("source_key", sa.Text),
-    sa.Column("chunked_with", sa.Text),
-    sa.Column("updated_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("raw_version", sa.Integer, nullable=False),
+    sa.Column("source_key", sa.Text, nullable=False),
+    sa.Column("chunked_with", sa.Text),  # source_key + chunker fingerprint of the current chunks
+    sa.Column("updated_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=NOW),
+    sa.Index("ix_cleaned_documents_author", "author_id"),
 )
 
 chunks = sa.Table(
     "chunks",
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("document_id", sa.Uuid),
-    sa.Column("author_id", sa.Text),
-    sa.Column("platform", sa.Text),
-    sa.Column("category", sa.Text),
+    sa.Column("document_id", sa.Uuid, sa.ForeignKey("cleaned_documents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("author_id", sa.Text, nullable=False),
+    sa.Column("platform", sa.Text, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),
     sa.Column("published_at", sa.TIMESTAMP(timezone=True)),
-    sa.Column("source_url", sa.Text),
-    sa.Column("title", sa.Text),
-    sa.Column("chunk_index", sa.Integer),
-    sa.Column("text", sa.Text),
-    sa.Column("token_count", sa.Integer),
-    sa.Column("embedding", Vector()),
+    sa.Column("source_url", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("chunk_index", sa.Integer, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("token_count", sa.Integer, nullable=False),
     sa.Column("embedding_model", sa.Text),
     sa.Column("embedded_at", sa.TIMESTAMP(timezone=True)),
-    sa.Column("created_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("created_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=NOW),
+    # No dimension here: migration 0003 creates vector(384) and FeatureStore.ensure_dimension alters it
+    # to the configured model's size, so the dimension is the database's, not the code's.
+    sa.Column("embedding", Vector()),
+    sa.Column(
+        "tsv",
+        postgresql.TSVECTOR,
+        sa.Computed("to_tsvector('english'::regconfig, coalesce(title, '') || ' ' || text)", persisted=True),
+    ),
+    sa.Index(
+        "ix_chunks_embedding_hnsw",
+        "embedding",
+        postgresql_using="hnsw",
+        postgresql_ops={"embedding": "vector_cosine_ops"},
+    ),
+    sa.Index("ix_chunks_tsv", "tsv", postgresql_using="gin"),
+    sa.Index("ix_chunks_filters", "author_id", "platform", "category", "published_at"),
+    sa.Index("ix_chunks_document", "document_id"),
 )
 
 api_keys = sa.Table(
     "api_keys",
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("name", sa.Text),
-    sa.Column("prefix", sa.Text),
-    sa.Column("key_hash", sa.CHAR(64)),
-    sa.Column("created_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("prefix", sa.Text, nullable=False),
+    sa.Column("key_hash", sa.CHAR(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=NOW),
     sa.Column("last_used_at", sa.TIMESTAMP(timezone=True)),
     sa.Column("revoked_at", sa.TIMESTAMP(timezone=True)),
 )
@@ -106,19 +139,32 @@ query_log = sa.Table(
     "query_log",
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("endpoint", sa.Text),
+    sa.Column("created_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("endpoint", sa.Text, nullable=False),
     sa.Column("api_key_name", sa.Text),
     sa.Column("author_id", sa.Text),
-    sa.Column("query", sa.Text),
-    sa.Column("filters", postgresql.JSONB),
-    sa.Column("retrieved", postgresql.JSONB),
-    sa.Column("timings_ms", postgresql.JSONB),
-    sa.Column("latency_ms", sa.Float),
+    sa.Column("query", sa.Text, nullable=False),
+    sa.Column("filters", postgresql.JSONB, nullable=False, server_default="{}"),
+    sa.Column("retrieved", postgresql.JSONB, nullable=False, server_default="[]"),
+    sa.Column("timings_ms", postgresql.JSONB, nullable=False, server_default="{}"),
+    sa.Column("latency_ms", sa.Float, nullable=False),
     sa.Column("model", sa.Text),
     sa.Column("prompt_version", sa.Text),
     sa.Column("prompt_tokens", sa.Integer),
     sa.Column("completion_tokens", sa.Integer),
-    sa.Column("status", sa.Integer),
+    sa.Column("status", sa.Integer, nullable=False),
     sa.Column("error", sa.Text),
-    sa.Column("flags", postgresql.JSONB),
+    sa.Column("flags", postgresql.JSONB, nullable=False, server_default="[]"),
+    sa.Index("ix_query_log_created_at", "created_at"),
+)
+
+# Token buckets of the API's per-key rate limits, shared by its worker processes (UNLOGGED: migration 0005).
+api_rate_limits = sa.Table(
+    "api_rate_limits",
+    metadata,
+    sa.Column("bucket", sa.Text, primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("allowed", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.TIMESTAMP(timezone=True), nullable=False),
+    prefixes=["UNLOGGED"],
 )

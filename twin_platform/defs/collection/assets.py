@@ -7,38 +7,43 @@ import dagster as dg
 from twin_platform.collection.report import ImportReport
 from twin_platform.collection.sources import sync_author_sources
 from twin_platform.defs.authors.partitions import authors_partitions
+from twin_platform.defs.metadata import table
 from twin_platform.defs.resources import TwinResource
 
 MAX_REJECTIONS_SHOWN = 50
 
 
-def _markdown_table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
-    def cell(value: object) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def report_metadata(report: ImportReport, *, documents: int, backend: str) -> dict[str, dg.MetadataValue]:
-    """Counts, a platform x category table and the rejections, for the Dagster UI."""
-    by_source = _markdown_table(
-        ("platform", "category", "documents"),
-        [(p.value, c.value, n) for (p, c), n in sorted(report.by_platform_category.items())],
+    """Counts, the sources, a platform x category table and the rejections, for the Dagster UI.
+
+    The rejections table stops at ``MAX_REJECTIONS_SHOWN`` rows; ``rejected`` counts them all."""
+    sources = table(
+        {"source": "string", "kind": "string", "status": "string", "documents": "int", "detail": "string"},
+        (
+            {
+                "source": s.source,
+                "kind": s.kind,
+                "status": "ok" if s.ok else "FAILED",
+                "documents": s.documents,
+                "detail": s.detail,
+            }
+            for s in report.sources
+        ),
     )
-    rejections = _markdown_table(
-        ("source", "reason"), [(r.source, r.reason) for r in report.rejected[:MAX_REJECTIONS_SHOWN]]
+    by_source = table(
+        {"platform": "string", "category": "string", "documents": "int"},
+        (
+            {"platform": p.value, "category": c.value, "documents": n}
+            for (p, c), n in sorted(report.by_platform_category.items())
+        ),
     )
-    if len(report.rejected) > MAX_REJECTIONS_SHOWN:
-        rejections += f"\n\n... and {len(report.rejected) - MAX_REJECTIONS_SHOWN} more"
-    sources = _markdown_table(
-        ("source", "kind", "status", "documents", "detail"),
-        [(s.source, s.kind, "ok" if s.ok else "FAILED", s.documents, s.detail) for s in report.sources],
+    rejections = table(
+        {"source": "string", "reason": "string"},
+        ({"source": r.source, "reason": r.reason} for r in report.rejected[:MAX_REJECTIONS_SHOWN]),
     )
     return {
         "documents": dg.MetadataValue.int(documents),
-        "sources": dg.MetadataValue.md(sources if report.sources else "no sources configured"),
+        "sources": sources,
         "sources_failed": dg.MetadataValue.int(sum(1 for s in report.sources if not s.ok)),
         "not_modified": dg.MetadataValue.int(report.not_modified),
         "inserted": dg.MetadataValue.int(report.inserted),
@@ -47,8 +52,8 @@ def report_metadata(report: ImportReport, *, documents: int, backend: str) -> di
         "tombstoned": dg.MetadataValue.int(report.tombstoned),
         "rejected": dg.MetadataValue.int(len(report.rejected)),
         "skipped_files": dg.MetadataValue.int(report.skipped),
-        "by_platform_category": dg.MetadataValue.md(by_source),
-        "rejections": dg.MetadataValue.md(rejections if report.rejected else "none"),
+        "by_platform_category": by_source,
+        "rejections": rejections,
         "warehouse": dg.MetadataValue.text(backend),
     }
 

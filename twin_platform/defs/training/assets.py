@@ -28,6 +28,7 @@ from twin_platform.datasets.curation import CurationRules
 from twin_platform.datasets.formats import book_json, load_rows, save_dataset
 from twin_platform.datasets.pipeline import Sample, build_instructions, build_preferences, health, version
 from twin_platform.defs.authors.partitions import authors_partitions
+from twin_platform.defs.metadata import Cell, table, values_table
 from twin_platform.defs.resources import (
     ArtifactStoreResource,
     PlatformSettings,
@@ -40,7 +41,7 @@ from twin_platform.domain.datasets import CurationReport, Split, text_hash
 from twin_platform.domain.llm import GenerationParams
 from twin_platform.settings import Settings
 from twin_platform.training.options import LoraOptions, StageOptions, TrainingOptions
-from twin_platform.training.reports import loss_curve, loss_went_down, metrics_table, model_card, png_markdown
+from twin_platform.training.reports import loss_curve, loss_went_down, model_card, png_markdown
 from twin_platform.training.trainers import (
     TrainingResult,
     clear_checkpoints,
@@ -55,6 +56,22 @@ from twin_platform.training.trainers import (
 TRAINING_CODE_VERSION = "training-v1"
 DATASET_CODE_VERSION = f"datasets-v1:{INSTRUCTION_PROMPT_VERSION}:{ANSWER_PROMPT_VERSION}"
 SMOKE_PROMPT = "What do you think matters most when building a data platform?"
+# The columns of each dataset's preview table in the UI (ids left out); text cut to PREVIEW_CHARS.
+INSTRUCTION_PREVIEW = {
+    "instruction": "string",
+    "answer": "string",
+    "category": "string",
+    "split": "string",
+    "repaired": "bool",
+}
+PREFERENCE_PREVIEW = {
+    "instruction": "string",
+    "chosen": "string",
+    "rejected": "string",
+    "category": "string",
+    "split": "string",
+}
+PREVIEW_CHARS = 120
 
 
 def k8s_config(settings: Settings) -> dict[str, Any]:
@@ -165,6 +182,7 @@ def _publish_dataset(
     samples: Sequence[Sample],
     report: CurationReport,
     lineage: dict[str, Any],
+    preview_columns: dict[str, str],
 ) -> Iterator[dg.Output[Staged] | dg.AssetCheckResult]:
     folder = staging_dir(settings, context.asset_key.path[-1])
     sizes = save_dataset(samples, folder / "hf")
@@ -174,7 +192,6 @@ def _publish_dataset(
     write_json(folder / "manifest.json", {"version": dataset_version, **lineage, "kept": sizes, **report.__dict__})
     hub = push_folder(settings, folder, f"{context.asset_key.path[-1]}-{context.partition_key}", repo_type="dataset")
     check = health(samples)
-    preview = [{k: str(v)[:120] for k, v in s.as_row().items() if k not in {"id", "document_id"}} for s in samples[:5]]
     yield dg.Output(
         Staged(folder, dataset_version),
         data_version=dg.DataVersion(dataset_version),
@@ -186,7 +203,7 @@ def _publish_dataset(
             "dropped": dg.MetadataValue.json(report.dropped),
             "repaired_json": sum(1 for s in samples if getattr(s, "repaired", False)),
             "lineage": dg.MetadataValue.json(lineage),
-            "preview": dg.MetadataValue.md(_table(preview)),
+            "preview": table(preview_columns, (_preview_row(s) for s in samples[:5])),
             **({"hub": dg.MetadataValue.url(hub)} if hub else {}),
         },
     )
@@ -210,14 +227,8 @@ def _publish_dataset(
     )
 
 
-def _table(rows: list[dict[str, str]]) -> str:
-    if not rows:
-        return "(no samples)"
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(row[c].replace("|", "\\|").replace("\n", " ") for c in columns) + " |")
-    return "\n".join(lines)
+def _preview_row(sample: Sample) -> dict[str, Cell]:
+    return {k: v[:PREVIEW_CHARS] if isinstance(v, str) else v for k, v in sample.as_row().items()}
 
 
 @dg.asset(
@@ -268,7 +279,7 @@ def instruction_dataset(
         "code_version": DATASET_CODE_VERSION,
         "rules": rules.__dict__,
     }
-    yield from _publish_dataset(context, settings, samples, report, lineage)
+    yield from _publish_dataset(context, settings, samples, report, lineage, INSTRUCTION_PREVIEW)
 
 
 @dg.asset(
@@ -304,7 +315,7 @@ def preference_dataset(
         "prompt_version": ANSWER_PROMPT_VERSION,
         "code_version": DATASET_CODE_VERSION,
     }
-    yield from _publish_dataset(context, settings, pairs, report, lineage)
+    yield from _publish_dataset(context, settings, pairs, report, lineage, PREFERENCE_PREVIEW)
 
 
 def _log_relay(context: dg.AssetExecutionContext, stage: str) -> Any:
@@ -343,7 +354,7 @@ def _training_metadata(
     write_json(folder / "training.json", record)
     return {
         "loss_curve": dg.MetadataValue.md(png_markdown(plot, f"{stage} loss")),
-        "metrics": dg.MetadataValue.md(metrics_table(summary)),
+        "metrics": values_table(summary),
         "final_loss": summary["final_loss"],
         "tokens_per_second": round(summary["tokens_per_second"], 1),
         "config": dg.MetadataValue.json(options.as_dict()),
@@ -556,8 +567,8 @@ def merged_model(
             "version": ref.version,
             "released": entry["released"],
             "lineage": dg.MetadataValue.json(lineage),
-            "hyperparameters": dg.MetadataValue.md(metrics_table(hyperparameters)),
-            "metrics": dg.MetadataValue.md(metrics_table(metrics)),
+            "hyperparameters": values_table(hyperparameters, "hyperparameter"),
+            "metrics": values_table(metrics),
             "sample": dg.MetadataValue.text(sample),
             **({"hub": dg.MetadataValue.url(hub)} if hub else {}),
         },
