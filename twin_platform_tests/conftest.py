@@ -19,6 +19,8 @@ from twin_platform.adapters.postgres.embedded import EmbeddedPostgres  # noqa: E
 from twin_platform.adapters.runtime import Runtime, open_runtime  # noqa: E402
 from twin_platform.settings import Settings  # noqa: E402
 
+pytest_plugins = ["twin_platform_tests.api_fixtures"]
+
 TEMPLATE = "twin_template"
 HANDBOOK_EXPORT = Path(__file__).resolve().parents[2] / "shared/corpora/llm-engineers-handbook/data_warehouse_raw_data"
 _counter = itertools.count()

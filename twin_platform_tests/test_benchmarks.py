@@ -41,6 +41,13 @@ def test_api_benchmark_prints_its_figures(settings: Settings):
     assert size["chunks"] == 400
     assert [r["clients"] for r in size["search"]] == [1, 2]
     assert all(r["requests"] > 0 and r["errors"] == 0 for r in size["search"])
-    assert size["bare_loop"]["requests_per_s"] > 0
+    for baseline, encoder, processes in [
+        ("bare_loop_reference", "torch", 1),
+        ("bare_loop_single_thread", "api", 1),
+        ("bare_loop_equal_concurrency", "api", 2),
+    ]:
+        assert (size[baseline]["encoder"], size[baseline]["processes"]) == (encoder, processes)
+        assert size[baseline]["requests_per_s"] > 0
     assert size["rag_single_client"]["errors"] == 0
-    assert report["goals"]["zero_errors"] is True
+    assert size["ratios"]["throughput_8_clients_vs_reference"] > 0
+    assert size["goals"]["zero_errors"] is True

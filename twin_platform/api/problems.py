@@ -1,86 +1,103 @@
-"""Every error as RFC 9457 problem details (``application/problem+json``)."""
+"""One map from exceptions to RFC 9457 problem details (``application/problem+json``), through Litestar's
+problem-details plugin: validation -> 400 naming each field, HTTP errors as they are, an unavailable LLM or
+database -> 503 with ``Retry-After``, a failing LLM -> 502, anything else -> 500 (logged, never shown)."""
 
 from __future__ import annotations
 
 import logging
-import re
+from http import HTTPStatus
 from typing import Any
 
+import psycopg
+import sqlalchemy as sa
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
 
+from twin_platform.api.query_log import record_of
+from twin_platform.api.schemas import Problem as ProblemSchema
 from twin_platform.domain.llm import LLMError, LLMOverloaded, LLMUnavailable
 
 logger = logging.getLogger(__name__)
-PROBLEM = "application/problem+json"
-TITLES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Request Entity Too Large",
-    422: "Unprocessable Content",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-}
+DATABASE_RETRY_SECONDS = 5
+DATABASE_DOWN = "the database is unavailable; retry shortly"
 
 
-def problem(
-    request: Request[Any, Any, Any], status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
-) -> Response[dict[str, Any]]:
-    body = {
-        "type": "about:blank",
-        "title": TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-        **extra,
-    }
-    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+class Problem(ProblemDetailsException):
+    """A problem-details answer that also notes its detail in the request's query-log row."""
+
+    def to_response(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        self.type_ = self.type_ or "about:blank"
+        self.title = self.title or HTTPStatus(self.status_code).phrase
+        self.instance = self.instance or request.url.path
+        if (record := record_of(request.scope)) is not None:
+            record.error = self.detail
+        return super().to_response(request)
 
 
-def _field_errors(exc: ValidationException) -> list[dict[str, str]]:
-    """Name the field in each validation error (msgspec says ``... - at `$.filters.platforms[0]` ``)."""
-    errors: list[dict[str, str]] = []
+def _validation(exc: ValidationException) -> Problem:
+    errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
+            field = str(item.get("key") or "body")
             message = str(item.get("message", ""))
-            match = re.search(r"at `\$\.?([^`]*)`", message)
-            field = item.get("key") or (match.group(1) if match else "") or "body"
-            errors.append({"field": str(field), "message": re.sub(r"\s*-\s*at `[^`]*`", "", message)})
-    return errors
-
-
-def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
-    errors = _field_errors(exc)
+            if field == "data":  # Litestar's name for a missing body
+                field, message = "body", "is empty; expected a JSON object"
+            errors.append({"field": field, "message": message})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or exc.detail
-    return problem(request, 400, detail, errors=errors)
+    return Problem(status_code=400, detail=detail, extra={"errors": errors})
 
 
-def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def _http(exc: HTTPException) -> Problem:
+    if exc.status_code >= 500:
+        logger.error("server error", exc_info=exc)
     headers = {k: str(v) for k, v in (exc.headers or {}).items()}
-    return problem(request, exc.status_code, exc.detail, headers=headers or None)
+    return Problem(status_code=exc.status_code, detail=exc.detail, headers=headers or None)
 
 
-def handle_llm(request: Request[Any, Any, Any], exc: LLMError) -> Response[dict[str, Any]]:
+def _llm(exc: LLMError) -> Problem:
     if isinstance(exc, LLMOverloaded):
-        return problem(request, 503, str(exc), headers={"Retry-After": "1"})
+        return Problem(status_code=503, detail=str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, LLMUnavailable):
-        return problem(request, 503, str(exc), headers={"Retry-After": "5"})
-    return problem(request, 502, str(exc))
+        return Problem(status_code=503, detail=str(exc), headers={"Retry-After": "5"})
+    return Problem(status_code=502, detail=str(exc))
 
 
-def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    logger.exception("unhandled error on %s", request.url.path)
-    return problem(request, 500, "an unexpected error occurred; it was logged")
+def _database(exc: Exception) -> Problem:
+    logger.warning("database unavailable: %s", exc)
+    return Problem(status_code=503, detail=DATABASE_DOWN, headers={"Retry-After": str(DATABASE_RETRY_SECONDS)})
 
 
-EXCEPTION_HANDLERS: dict[Any, Any] = {
-    ValidationException: handle_validation,
-    HTTPException: handle_http,
-    LLMError: handle_llm,
-    Exception: handle_unexpected,
+def _unexpected(exc: Exception) -> Problem:
+    logger.error("unhandled error", exc_info=exc)
+    return Problem(status_code=500, detail="an unexpected error occurred; it was logged")
+
+
+# Connection failures, pool exhaustion and server shutdowns; a query's own error stays a 500.
+DATABASE_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, psycopg.OperationalError)
+
+problem_details = ProblemDetailsPlugin(
+    ProblemDetailsConfig(
+        exception_to_problem_detail_map={
+            ValidationException: _validation,
+            HTTPException: _http,
+            LLMError: _llm,
+            **dict.fromkeys(DATABASE_UNAVAILABLE, _database),
+            Exception: _unexpected,
+        }
+    )
+)
+
+_DESCRIPTIONS = {
+    400: "The request is invalid; `errors` names each field.",
+    401: "No valid API key.",
+    413: "The body is too large.",
+    429: "Rate limited; `Retry-After` says when to retry.",
+    502: "The model server answered with an error.",
+    503: "The LLM or the database is unavailable; `Retry-After` says when to retry.",
+}
+ERROR_RESPONSES: dict[int, ResponseSpec] = {
+    status: ResponseSpec(data_container=ProblemSchema, description=text, media_type="application/problem+json")
+    for status, text in _DESCRIPTIONS.items()
 }

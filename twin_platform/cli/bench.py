@@ -34,8 +34,9 @@ def api(
     chunks: str = typer.Option("10000,100000", "--chunks", help="Index sizes, comma-separated."),
     clients: str = typer.Option("1,8,32", "--clients", help="Concurrent clients, comma-separated."),
     seconds: float = typer.Option(60.0, "--seconds", min=1, help="Duration of each load run."),
+    workers: int = typer.Option(0, "--workers", min=0, help="API worker processes (0: one per core)."),
 ) -> None:
-    """/v1/search latency p50/p95/p99 and requests/s per concurrency, against a bare embed + SQL loop."""
+    """/v1/search latency p50/p95/p99 and requests/s per concurrency, against bare embed + SQL loops."""
     from twin_platform.benchmarks.api import run
 
     try:
@@ -44,7 +45,7 @@ def api(
     except ValueError:
         raise fail("--chunks and --clients take comma-separated integers") from None
     err.print("running the API benchmark ...")
-    print_json(run(sizes=sizes, clients=concurrency, seconds=seconds))
+    print_json(run(sizes=sizes, clients=concurrency, seconds=seconds, workers=workers or None))
 
 
 @app.command("training")

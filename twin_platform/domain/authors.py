@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -102,3 +103,9 @@ class Author(BaseModel):
             imports=tuple(dict.fromkeys((*self.imports, *imports))),
             respect_robots_txt=self.respect_robots_txt,
         )
+
+
+def find_author(authors: Iterable[Author], name: str) -> Author | None:
+    """The author ``name`` (a full name, an alias or an id; case and spacing ignored) refers to."""
+    wanted = " ".join(name.split()).casefold()
+    return next((author for author in authors if wanted in author.names()), None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
 
@@ -48,9 +48,17 @@ class LLMOverloaded(LLMError):
     """Every generation slot is busy: answer 429/503 at once rather than queue forever."""
 
 
+@runtime_checkable  # Litestar checks injected dependencies against their annotation
 class LLMClient(Protocol):
-    backend: str
-    model_id: str
+    @property
+    def backend(self) -> str:
+        """``local``, ``tgi`` or ``openai``."""
+        ...
+
+    @property
+    def model_id(self) -> str:
+        """The model that answers (a registry version, TGI's model id, an OpenAI model name)."""
+        ...
 
     def generate(self, messages: Sequence[Message], params: GenerationParams) -> Generation: ...
 

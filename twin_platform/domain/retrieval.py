@@ -39,11 +39,11 @@ class ScoredChunk:
 
 
 class SearchIndex(Protocol):
-    def dense(
-        self, vector: npt.NDArray[np.float32], model_id: str, filters: SearchFilters, k: int
-    ) -> list[ScoredChunk]: ...
-
-    def full_text(self, query: str, filters: SearchFilters, k: int) -> list[ScoredChunk]: ...
+    def candidates(
+        self, vector: npt.NDArray[np.float32], model_id: str, query: str, filters: SearchFilters, k: int
+    ) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
+        """The ``k`` nearest chunks to ``vector`` and the ``k`` best full-text matches of ``query``, best first."""
+        ...
 
 
 def reciprocal_rank_fusion(lists: Mapping[str, Sequence[ScoredChunk]], k0: int = 60) -> list[ScoredChunk]:

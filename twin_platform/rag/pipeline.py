@@ -10,11 +10,12 @@ from typing import Any, TypeVar
 
 from twin_platform.domain.authors import Author
 from twin_platform.domain.features import Embedder
-from twin_platform.domain.llm import Generation, GenerationParams, LLMClient, Message
+from twin_platform.domain.llm import Generation, GenerationParams, LLMClient, LLMUnavailable, Message
 from twin_platform.domain.retrieval import Reranker, ScoredChunk, SearchFilters, SearchIndex, reciprocal_rank_fusion
 from twin_platform.rag.expansion import expand_query
-from twin_platform.rag.prompts import PROMPT_VERSION, Context, assemble_context, injection_flags, rag_messages
+from twin_platform.rag.prompts import PROMPT_VERSION, Context, assemble_context, rag_messages
 from twin_platform.rag.ranking import deduplicate, rerank
+from twin_platform.rag.screening import injection_flags
 from twin_platform.rag.search import hybrid_search
 from twin_platform.rag.self_query import self_query
 
@@ -105,7 +106,7 @@ class RAGPipeline:
             for i, q in enumerate(queries)
         }
         fused = per_query["q0"] if len(per_query) == 1 else reciprocal_rank_fusion(per_query)
-        return deduplicate(fused)[: max(k * 4, k)]
+        return deduplicate(fused, limit=k * 4)
 
     def retrieve(self, request: RAGRequest) -> Retrieval:
         timings: dict[str, float] = {}
@@ -133,7 +134,7 @@ class RAGPipeline:
             filters=filters,
             self_query_method=inferred.method,
             queries=queries,
-            injection_flags=injection_flags(request.query),
+            injection_flags=injection_flags([request.query, *(m.content for m in request.history)]),
             timings_ms={k: round(v, 2) for k, v in timings.items()},
         )
 
@@ -144,7 +145,7 @@ class RAGPipeline:
 
     def _call_llm(self, messages: list[Message], params: GenerationParams) -> Generation:
         if self.llm is None:
-            raise RuntimeError("no LLM is configured")
+            raise LLMUnavailable("no LLM is configured")
         return self.llm.generate(messages, params)
 
     def params(self, max_tokens: int | None = None, temperature: float = 0.7) -> GenerationParams:
@@ -163,6 +164,6 @@ class RAGPipeline:
         self, request: RAGRequest, retrieval: Retrieval, params: GenerationParams
     ) -> tuple[Context, Iterator[str]]:
         if self.llm is None:
-            raise RuntimeError("no LLM is configured")
+            raise LLMUnavailable("no LLM is configured")
         messages, context = self.prompt(request, retrieval)
         return context, self.llm.stream(messages, params)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,24 +17,6 @@ answer the question, say so plainly. Cite sources as [1], [2].
 Sources:
 {context}"""
 ANONYMOUS_AUTHOR = "the author"
-
-# Phrases that try to override instructions; flagged in the trace and the query log (never executed).
-INJECTION_PATTERNS = [
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"ignore (all |any |the )?(previous|prior|above) (instructions|prompts?)",
-        r"disregard (the )?(system|previous) (prompt|instructions)",
-        r"you are now\b",
-        r"reveal (your|the) (system )?prompt",
-        r"\bsystem prompt\b",
-        r"act as (an? )?(unfiltered|jailbroken|dan)\b",
-        r"<\|im_start\|>|<\|system\|>|\[INST\]",
-    )
-]
-
-
-def injection_flags(text: str) -> list[str]:
-    return [pattern.pattern for pattern in INJECTION_PATTERNS if pattern.search(text)]
 
 
 @dataclass(frozen=True)

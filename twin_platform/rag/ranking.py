@@ -15,14 +15,23 @@ def _shingles(text: str, size: int = 3) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + size]) for i in range(max(1, len(words) - size + 1))}
 
 
-def deduplicate(hits: list[ScoredChunk], threshold: float = 0.85) -> list[ScoredChunk]:
+def deduplicate(hits: list[ScoredChunk], threshold: float = 0.85, limit: int | None = None) -> list[ScoredChunk]:
     """Keep the first of chunks whose word 3-gram Jaccard similarity is ``threshold`` or more
-    (overlapping windows of one document, the same post crawled twice)."""
+    (overlapping windows of one document, the same post crawled twice); stop once ``limit`` are kept (the
+    answer is the same prefix, at a fraction of the pairwise comparisons)."""
     kept: list[ScoredChunk] = []
     signatures: list[set[tuple[str, ...]]] = []
     for hit in hits:
+        if limit is not None and len(kept) >= limit:
+            break
         signature = _shingles(hit.text)
-        if any(len(signature & other) / max(1, len(signature | other)) >= threshold for other in signatures):
+        size = len(signature)
+        # Jaccard(a, b) <= min(|a|, |b|) / max(|a|, |b|): sets of very different sizes are skipped uncompared.
+        if any(
+            min(size, len(other)) >= threshold * max(size, len(other))
+            and len(signature & other) / max(1, len(signature | other)) >= threshold
+            for other in signatures
+        ):
             continue
         kept.append(hit)
         signatures.append(signature)

@@ -26,10 +26,7 @@ def hybrid_search(
     vector = embedder.encode([query])[0]
     timings["embed"] = (time.perf_counter() - started) * 1000
     started = time.perf_counter()
-    dense = index.dense(vector, embedder.model_id, filters, max(k, candidates))
-    timings["dense"] = (time.perf_counter() - started) * 1000
-    started = time.perf_counter()
-    text = index.full_text(query, filters, max(k, candidates))
-    timings["full_text"] = (time.perf_counter() - started) * 1000
+    dense, text = index.candidates(vector, embedder.model_id, query, filters, max(k, candidates))
+    timings["sql"] = (time.perf_counter() - started) * 1000
     fused = reciprocal_rank_fusion({"dense": dense, "text": text})
     return SearchResult(hits=fused[:k], timings_ms={name: round(ms, 2) for name, ms in timings.items()})

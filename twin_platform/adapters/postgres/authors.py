@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert
 
 from twin_platform.adapters.postgres.tables import authors
-from twin_platform.domain.authors import Author
+from twin_platform.domain.authors import Author, find_author
 
 
 def _to_author(row: Any) -> Author:
@@ -52,11 +52,7 @@ class PostgresAuthorRegistry:
         return _to_author(row) if row else None
 
     def find_by_name(self, name: str) -> Author | None:
-        wanted = " ".join(name.split()).casefold()
-        for author in self.list():
-            if wanted in author.names():
-                return author
-        return None
+        return find_author(self.list(), name)
 
     def list(self) -> list[Author]:
         with self.engine.connect() as conn:

@@ -1,0 +1,1 @@
+"""HTTP controllers: retrieval and RAG, the OpenAI-compatible routes, health."""
