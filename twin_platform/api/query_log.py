@@ -154,12 +154,13 @@ class QueryLogWriter:
             except queue.Empty:
                 continue
             if first:
-                self._stop.wait(self._interval)  # let a batch gather
-                with self._lock:
+                with self._lock:  # pending, not in hand: a flush() meanwhile writes it too
                     self._pending.append(first)
-                    ok = self._drain()
-                if not ok:
-                    self._stop.wait(self._retry_seconds)
+                self._stop.wait(self._interval)  # let a batch gather
+            with self._lock:
+                ok = self._drain()
+            if not ok:
+                self._stop.wait(self._retry_seconds)
 
 
 class QueryLogMiddleware(ASGIMiddleware):
