@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     llm_max_new_tokens: int = Field(default=256, ge=1, le=4096, description="Longest answer, in tokens.")
     llm_breaker_reset_seconds: float = Field(default=30.0, gt=0, description="Circuit breaker cool-down.")
     reranker_model: str | None = Field(default=None, description="Cross-encoder id or path; unset: fused order.")
+    rag_llm_self_query: bool = Field(
+        default=False,
+        description="Let the LLM read the search filters out of each question (validated against known authors, "
+        "platforms and categories; the rules stay the fallback). Off: the rules alone, no LLM call per search.",
+    )
     artifacts_s3_bucket: str | None = Field(
         default=None,
         description="Keep datasets, adapters and models in this S3 bucket (dagster-aws); unset: under the data dir. "
@@ -138,16 +143,55 @@ class Settings(BaseSettings):
     training_dpo_beta: float = Field(default=0.1, gt=0, description="DPO beta: how far from the SFT model.")
     training_checkpoint_steps: int = Field(default=8, ge=1, description="Save a resumable checkpoint this often.")
     training_load_in_4bit: bool = Field(default=False, description="QLoRA (unsloth on CUDA only).")
-    training_auto_release: bool = Field(
-        default=True,
-        description="Mark a merged model released (the API's local backend serves the newest released one) "
-        "once it loads and generates.",
-    )
     training_k8s_gpus: int = Field(default=1, ge=0, description="GPUs each training pod requests on Kubernetes.")
     training_k8s_node_selector: str = Field(
         default="", description="Node selector for training pods, e.g. 'nvidia.com/gpu.present=true,pool=gpu'."
     )
     training_k8s_memory: str = Field(default="32Gi", description="Memory each training pod requests.")
+    training_auto: bool = Field(
+        default=False,
+        description="Retrain an author by itself when the retraining sensor finds their corpus changed past "
+        "TWIN_TRAINING_RETRAIN_THRESHOLD (training is expensive: off by default; the sensor then only says so).",
+    )
+    training_retrain_threshold: float = Field(
+        default=0.2,
+        gt=0,
+        description="Share of an author's cleaned documents added, changed or removed since their datasets were "
+        "built that makes the twin stale.",
+    )
+    eval_max_new_tokens: int = Field(
+        default=96, ge=8, le=1024, description="Longest answer each model writes in the evaluation."
+    )
+    eval_max_samples: int = Field(
+        default=0, ge=0, description="Evaluate on at most this many held-out samples (0: all); for quick runs."
+    )
+    judge_backend: Literal["", "tgi", "openai"] = Field(
+        default="",
+        description="A capable LLM judge for the evaluation (the book's accuracy/style rubric, answer "
+        "groundedness); empty: no judge, the release gates use the objective metrics.",
+    )
+    judge_url: str | None = Field(default=None, description="The judge's TGI or OpenAI-compatible base URL.")
+    judge_model: str = Field(default="", description="The judge's model name (OpenAI-compatible endpoints).")
+    judge_api_key: SecretStr | None = Field(default=None, description="Token for the judge's endpoint.")
+    release_perplexity_margin: float = Field(
+        default=0.02,
+        ge=0,
+        lt=1,
+        description="Release gate: the twin's held-out perplexity at most (1 - margin) x the base model's.",
+    )
+    release_rag_tolerance: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Release gate: largest drop in a RAG metric (hit@10, MRR, context recall, groundedness) "
+        "against the author's current release.",
+    )
+    release_max_repeated_ngram_rate: float = Field(
+        default=0.25, ge=0, le=1, description="Release gate: mean share of an answer's 3-grams that repeat."
+    )
+    release_max_cut_at_limit_share: float = Field(
+        default=0.5, ge=0, le=1, description="Release gate: share of answers that may hit the token limit."
+    )
     api_host: str = Field(default="127.0.0.1", description="RAG API bind address.")
     api_port: int = Field(default=8000, gt=0, lt=65536, description="RAG API port.")
     api_auth_disabled: bool = Field(default=False, description="Allowed only when the API binds to loopback.")
@@ -175,10 +219,21 @@ class Settings(BaseSettings):
     api_max_query_chars: int = Field(default=2_000, ge=10, description="Longest query.")
     api_cors_origins: str = Field(default="", description="Comma-separated origins; empty: CORS off.")
     api_context_tokens: int = Field(default=1_200, ge=64, description="Retrieved context budget per answer.")
+    api_serve_author: str | None = Field(
+        default=None,
+        description="Author id whose released twin the local backend serves; unset: the model released most "
+        "recently across authors.",
+    )
+    api_model_poll_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the API checks the model registry for a new release (local backend); a new one "
+        "is loaded in the background and swapped in without a restart.",
+    )
     dagster_host: str = Field(default="127.0.0.1", description="Dagster webserver bind address.")
     dagster_port: int = Field(default=3000, gt=0, lt=65536, description="Dagster webserver port.")
 
-    @field_validator("database_url", "mongodb_url", mode="before")
+    @field_validator("database_url", "mongodb_url", "api_serve_author", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -1,4 +1,4 @@
-"""Artifact stores (local dir; S3 on a real moto server on 127.0.0.1), the model registry, k8s tags."""
+"""Artifact stores (local dir; S3 on a real moto server on 127.0.0.1), k8s tags (the model registry: test_registry)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import dagster as dg
 import pytest
 
 from twin_platform.adapters.artifacts import LocalArtifactStore, S3ArtifactStore, directory_digest
-from twin_platform.adapters.llm.factory import latest_released_model
-from twin_platform.adapters.registry import read_registry, register_model
 from twin_platform.defs.resources import ArtifactIOManager, ArtifactStoreResource, Staged
 from twin_platform.settings import Settings
 
@@ -137,27 +135,10 @@ def test_io_manager_publishes_and_loads_through_the_configured_store(
     assert read.metadata["read"].value == "w"
 
 
-def test_registry_serves_the_newest_released_model(tmp_path: Path):
-    models = tmp_path / "models"
-    old = folder(tmp_path / "old", **{"config.json": "{}"})
-    new = folder(tmp_path / "new", **{"config.json": "{}"})
-    unreleased = folder(tmp_path / "unreleased", **{"config.json": "{}"})
-    register_model(models, {"version": "1", "path": str(old), "created_at": "2026-01-01", "released": True})
-    register_model(models, {"version": "2", "path": str(new), "created_at": "2026-02-01", "released": True})
-    register_model(models, {"version": "3", "path": str(unreleased), "created_at": "2026-03-01", "released": False})
-    assert latest_released_model(models) == new
-    register_model(models, {"version": "2", "path": str(new), "created_at": "2026-02-01", "released": False})
-    assert latest_released_model(models) == old  # replaced by version, not duplicated
-    assert [m["version"] for m in read_registry(models)] == ["1", "3", "2"]
-    with pytest.raises(ValueError, match="needs version, path and created_at"):
-        register_model(models, {"path": "x"})
-    assert json.loads((models / "registry.json").read_text())["models"]
-
-
 def test_training_assets_carry_valid_dagster_k8s_config(monkeypatch: pytest.MonkeyPatch):
     from dagster_k8s.job import get_user_defined_k8s_config
 
-    from twin_platform.defs.training.assets import k8s_config
+    from twin_platform.defs.training.common import k8s_config
 
     monkeypatch.setenv("TWIN_TRAINING_K8S_GPUS", "2")
     monkeypatch.setenv("TWIN_TRAINING_K8S_NODE_SELECTOR", "pool=gpu, nvidia.com/gpu.present=true")

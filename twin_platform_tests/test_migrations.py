@@ -41,6 +41,7 @@ TABLES_BY_REVISION = {
     "0003": {"cleaned_documents", "chunks"},
     "0004": {"api_keys", "query_log"},
     "0005": {"api_rate_limits"},
+    "0006": {"models", "model_releases"},
 }
 
 

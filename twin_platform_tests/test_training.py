@@ -15,30 +15,29 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
-from twin_platform.adapters.llm.factory import build_llm, latest_released_model
-from twin_platform.adapters.registry import read_registry
+from twin_platform.adapters.llm.factory import build_llm, model_folder
 from twin_platform.adapters.runtime import Runtime
 from twin_platform.cli.demo import DEMO_AUTHOR, DEMO_CORPUS
 from twin_platform.collection.sources import sync_author_sources
 from twin_platform.datasets.formats import load_rows
 from twin_platform.defs.authors.partitions import AUTHORS_PARTITION
 from twin_platform.defs.collection.assets import raw_documents
+from twin_platform.defs.evaluation.assets import evaluation_report, model_release
 from twin_platform.defs.features.assets import cleaned_documents
 from twin_platform.defs.resources import ArtifactIOManager, ArtifactStoreResource, PlatformSettings, TwinResource
-from twin_platform.defs.training.assets import (
-    dpo_adapter,
-    instruction_dataset,
-    merged_model,
-    preference_dataset,
-    sft_adapter,
-)
+from twin_platform.defs.training.adapters import dpo_adapter, sft_adapter
+from twin_platform.defs.training.datasets import instruction_dataset, preference_dataset
+from twin_platform.defs.training.merge import merged_model
+from twin_platform.defs.training.sensors import twin_staleness_sensor
 from twin_platform.domain.llm import GenerationParams, Message
 from twin_platform.settings import Settings
 from twin_platform_tests.tiny_model import build_tiny_chat_model
 from twin_platform_tests.web.tgi import FakeTGI, serve_tgi
 
 TRAINING = [instruction_dataset, preference_dataset, sft_adapter, dpo_adapter, merged_model]
+EVALUATION = [evaluation_report, model_release]
 AUTHOR = DEMO_AUTHOR.id
 
 
@@ -71,7 +70,7 @@ def demo_author(runtime: Runtime, instance: dg.DagsterInstance) -> None:
 def materialize(assets: list[Any], instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     storage = ArtifactStoreResource()
     return dg.materialize(
-        [raw_documents, cleaned_documents, *assets],
+        [raw_documents, cleaned_documents, *TRAINING, *EVALUATION],
         selection=assets,
         resources={
             "twin": TwinResource(),
@@ -128,6 +127,7 @@ def test_the_whole_chain_on_a_tiny_model(
     assert result.success
     failed = {e.check_name: e.metadata for e in result.get_asset_check_evaluations() if not e.passed}
     assert not failed
+
     assert set(checks(result)) >= {
         "instruction_dataset:no_train_test_overlap",
         "preference_dataset:minimum_size",
@@ -174,20 +174,81 @@ def test_the_whole_chain_on_a_tiny_model(
     materialize([instruction_dataset], instance)
     assert len(tgi.requests) == generated
 
-    # The merged twin: registered, released, with a model card; the API's local backend serves it.
+    # The merged twin: registered as a candidate, with a model card; the local backend can serve it.
     merged = meta(result, "merged_model")
-    [entry] = read_registry(settings.data_path / "models")
-    assert entry["released"]
-    assert entry["path"] == str(merged["path"])
-    assert latest_released_model(settings.data_path / "models") == Path(entry["path"])
-    card = (Path(entry["path"]) / "README.md").read_text()
+    [entry] = runtime.models.list(AUTHOR)
+    assert entry.state == "candidate"
+    assert model_folder(entry, settings) == Path(str(merged["path"]))
+    card = (model_folder(entry, settings) / "README.md").read_text()
     assert f"An LLM twin of **{AUTHOR}**" in card
-    assert entry["lineage"]["instruction_dataset"] in card
+    assert entry.lineage.instruction_dataset
+    assert entry.lineage.instruction_dataset in card
     monkeypatch.setenv("TWIN_LLM_BACKEND", "local")
-    llm = build_llm(Settings())
-    assert llm.model_id == merged["name"]
+    llm = build_llm(Settings(), release=entry)
+    assert llm.model_id == f"{merged['name']}@{merged['version']}"
     generation = llm.generate([Message("user", "What do you think of Postgres?")], GenerationParams(max_tokens=8))
     assert generation.completion_tokens >= 1
+
+    # The evaluation refuses a twin that is not good enough, and the author's previous release keeps serving.
+    # "Good enough" is made unreachable here: perplexity at most 1% of the base model's.
+    previous = runtime.models.register(
+        entry.model_copy(update={"version": "previous-release", "name": f"twin-{AUTHOR}-previous"}), actor="test"
+    )
+    runtime.models.release(previous.version, reason="an earlier twin", gates=[], actor="test", force=True)
+    monkeypatch.setenv("TWIN_RELEASE_PERPLEXITY_MARGIN", "0.99")
+    evaluated = materialize(EVALUATION, instance)
+    assert not evaluated.success  # a blocking gate failed: model_release did not run
+    assert not evaluated.asset_materializations_for_node("model_release")
+    gates = {e.check_name: e for e in evaluated.get_asset_check_evaluations()}
+    assert set(gates) == {"perplexity_gate", "stylometry_gate", "rag_gate", "degeneration_gate"}
+    perplexity = gates["perplexity_gate"]
+    assert not perplexity.passed
+    assert "held-out perplexity" in (perplexity.description or "")
+    assert {"base", "twin", "limit"} <= set(perplexity.metadata)
+    report = meta(evaluated, "evaluation_report")
+    assert report["decision"] == "refused"
+    assert "perplexity" in str(report["summary"])
+    assert "data:image/png;base64," in str(report["metrics"])
+    refused = runtime.models.get(entry.version)
+    assert refused is not None
+    assert refused.state == "refused"
+    assert refused.evaluation is not None
+    assert set(refused.evaluation["perplexity"]) == {"base", "sft", "twin"}
+    assert runtime.models.current(AUTHOR).version == "previous-release"
+    [refusal] = [e for e in runtime.models.history(entry.version) if e.action == "refuse"]
+    assert "perplexity" in refusal.reason
+
+    # Staleness: nothing changed since the datasets, then a third of the corpus changes.
+    def tick(cursor: str | None = None) -> dg.SensorResult:
+        resources = {"twin": TwinResource(), "artifact_store": ArtifactStoreResource()}
+        with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+            result = twin_staleness_sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        return result
+
+    fresh = tick()
+    [observation] = fresh.asset_events
+    assert (observation.partition, observation.metadata["stale"].value) == (AUTHOR, False)
+    assert not fresh.run_requests
+    assert not tick(fresh.cursor).asset_events  # unchanged: no new observation
+    ids = sorted(runtime.features.cleaned_keys(AUTHOR))
+    with runtime.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE cleaned_documents SET source_key = source_key || '-edited' WHERE CAST(id AS text) = ANY(:ids)"
+            ),
+            {"ids": ids[: len(ids) // 3 + 1]},
+        )
+    stale = tick(fresh.cursor)
+    [observation] = stale.asset_events
+    assert observation.metadata["stale"].value is True
+    assert observation.metadata["corpus_changed_share"].value >= 0.3
+    assert not stale.run_requests  # TWIN_TRAINING_AUTO is off by default: it only says so
+    assert stale.skip_reason is not None
+    assert AUTHOR in stale.skip_reason.skip_message
+    monkeypatch.setenv("TWIN_TRAINING_AUTO", "true")
+    [retrain] = tick(fresh.cursor).run_requests
+    assert retrain.partition_key == AUTHOR
 
 
 def test_sft_resumes_from_its_newest_checkpoint(tiny_base: Path, tmp_path: Path):

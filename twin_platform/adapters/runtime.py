@@ -16,6 +16,7 @@ from twin_platform.adapters.http.safety import UrlGuard
 from twin_platform.adapters.postgres.authors import PostgresAuthorRegistry
 from twin_platform.adapters.postgres.database import open_database
 from twin_platform.adapters.postgres.features import PostgresFeatureStore
+from twin_platform.adapters.postgres.model_registry import ModelRegistry
 from twin_platform.adapters.postgres.search import PostgresSearchIndex
 from twin_platform.adapters.postgres.validators import PostgresValidatorStore
 from twin_platform.adapters.warehouse.mongo import MongoWarehouse
@@ -38,6 +39,7 @@ class Runtime:
     crawl: CrawlEnvironment
     features: PostgresFeatureStore
     search: PostgresSearchIndex
+    models: ModelRegistry
 
     def embedder(self) -> SentenceEmbedder:
         """The configured embedding model and batch size, loaded on first use (once per process)."""
@@ -78,12 +80,19 @@ def mongo_client(url: str) -> Any:
 
 @contextmanager
 def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
-    """Connect to Postgres (starting the embedded server if needed, migrating the schema) and the warehouse."""
+    """Connect to Postgres (starting the embedded server if needed, migrating the schema) and the warehouse.
+
+    A model registry file of earlier versions (``$TWIN_DATA_DIR/models/registry.json``) is imported into
+    Postgres here, once, whoever opens the runtime first (CLI, Dagster run, API)."""
     settings = settings or Settings()
     engine = open_database(settings)
+    model_registry = ModelRegistry(engine)
     client = None
     crawl, fetcher = crawl_environment(settings, engine)
     try:
+        legacy = settings.data_path / "models" / "registry.json"
+        if legacy.exists():
+            model_registry.import_json(legacy)
         warehouse: DocumentWarehouse
         if settings.mongodb_url is not None:
             client = mongo_client(settings.mongodb_url.get_secret_value())
@@ -101,6 +110,7 @@ def open_runtime(settings: Settings | None = None) -> Iterator[Runtime]:
             crawl=crawl,
             features=PostgresFeatureStore(engine),
             search=PostgresSearchIndex(engine),
+            models=model_registry,
         )
     finally:
         fetcher.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ValidationException
 
 from twin_platform.api.query_log import RequestRecord, record_of
@@ -31,25 +31,28 @@ def provide_settings(state: State) -> Settings:
 
 
 def provide_pipeline(state: State) -> RAGPipeline:
+    """The pipeline serving now; the request keeps it, and its LLM, even if a new release is swapped in."""
     return _state(state).pipeline
 
 
-def provide_llm(state: State) -> LLMClient:
-    """The loaded LLM; a 503 (``LLMUnavailable``) while it loads or when it failed to load."""
-    api = _state(state)
-    if api.llm is None:
-        raise LLMUnavailable(f"no LLM is available: {api.llm_error or 'the model is still loading'}")
-    return api.llm
+def provide_llm(state: State, pipeline: NamedDependency[RAGPipeline]) -> LLMClient:
+    """The request's pipeline's LLM (so both name the same model); a 503 (``LLMUnavailable``) while it loads or
+    when it failed to load."""
+    if pipeline.llm is None:
+        raise LLMUnavailable(f"no LLM is available: {_state(state).llm_error or 'the model is still loading'}")
+    return pipeline.llm
 
 
 def provide_model_name(state: State) -> str:
-    """The id of the model answering (``twin`` while it loads)."""
+    """The id of the model answering (a release is ``name@version``; ``twin`` while it loads)."""
+    llm = _state(state).llm
+    return llm.model_id if llm is not None else "twin"
+
+
+def provide_model_created(state: State) -> int:
+    """When the served release was created (Unix time); the API's start for other models."""
     api = _state(state)
-    return api.llm.model_id if api.llm is not None else "twin"
-
-
-def provide_started_at(state: State) -> int:
-    return _state(state).started_at
+    return int(api.release.created_at.timestamp()) if api.release is not None else api.started_at
 
 
 def provide_record(request: Request[Any, Any, Any]) -> RequestRecord:
@@ -103,6 +106,6 @@ DEPENDENCIES = {
     "llm": Provide(provide_llm, sync_to_thread=False),
     "record": Provide(provide_record, sync_to_thread=False),
     "model_name": Provide(provide_model_name, sync_to_thread=False),
-    "started_at": Provide(provide_started_at, sync_to_thread=False),
+    "model_created": Provide(provide_model_created, sync_to_thread=False),
     "build_filters": Provide(provide_filters, sync_to_thread=False),
 }

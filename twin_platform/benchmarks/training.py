@@ -156,13 +156,9 @@ def run(sft_steps: int = 12, dpo_steps: int = 8) -> dict[str, Any]:
 
     from twin_platform.defs.authors.partitions import AUTHORS_PARTITION
     from twin_platform.defs.resources import ArtifactIOManager, ArtifactStoreResource, PlatformSettings, TwinResource
-    from twin_platform.defs.training.assets import (
-        dpo_adapter,
-        instruction_dataset,
-        preference_dataset,
-        sft_adapter,
-        training_options,
-    )
+    from twin_platform.defs.training.adapters import dpo_adapter, sft_adapter
+    from twin_platform.defs.training.common import training_options
+    from twin_platform.defs.training.datasets import instruction_dataset, preference_dataset
 
     base = base_model(Settings())  # the converted SmolLM2 is reused from the main data dir
     scratch = Path(tempfile.mkdtemp(prefix="twin-bench-training-"))

@@ -7,7 +7,7 @@ import warnings
 
 import typer
 
-from twin_platform.cli import authors, bench, db
+from twin_platform.cli import authors, bench, db, models
 from twin_platform.cli.api import api_command, keys_app
 from twin_platform.cli.crawl import crawl_command
 from twin_platform.cli.demo import demo_command
@@ -28,6 +28,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(authors.app, name="authors")
 app.add_typer(bench.app, name="bench")
 app.add_typer(keys_app, name="apikey")
+app.add_typer(models.app, name="models")
 app.command("api")(api_command)
 app.command("import")(import_command)
 app.command("crawl")(crawl_command)

@@ -20,6 +20,9 @@ class Message:
 
 @dataclass(frozen=True)
 class Generation:
+    """One answer. ``finish_reason`` uses OpenAI's words on every backend: ``"length"`` when the model was cut
+    off at ``max_tokens``, ``"stop"`` when it ended by itself (end-of-sequence token or a stop string)."""
+
     text: str
     model: str
     prompt_tokens: int = 0
@@ -48,6 +51,11 @@ class LLMOverloaded(LLMError):
     """Every generation slot is busy: answer 429/503 at once rather than queue forever."""
 
 
+class ScoringNotSupported(LLMError):
+    """The backend cannot say how likely a given answer is (no prompt log-probabilities): a limit of the
+    backend, not a failure, so it is never retried."""
+
+
 @runtime_checkable  # Litestar checks injected dependencies against their annotation
 class LLMClient(Protocol):
     @property
@@ -68,4 +76,23 @@ class LLMClient(Protocol):
 
     def health(self) -> bool:
         """True when the backend answers (cheaply; no generation)."""
+        ...
+
+
+@runtime_checkable
+class AnswerScorer(Protocol):
+    """Scores a given answer under the model, for perplexity: what a local model, a TGI endpoint (started with
+    ``--enable-prefill-logprobs``) and the resilience wrapper can do; OpenAI-compatible chat endpoints cannot
+    and raise :class:`ScoringNotSupported`."""
+
+    def answer_logprob(self, messages: Sequence[Message], answer: str) -> tuple[float, int]:
+        """The sum of the natural-log probabilities of ``answer``'s tokens, each given everything before it,
+        after ``messages`` rendered with the model's chat template and its generation prompt; and how many
+        tokens that is.
+
+        The answer's tokens are those of the templated prompt followed by ``answer`` that start at or after
+        the prompt's end (a token straddling the boundary counts as prompt); the end-of-turn token after the
+        answer is not scored, so the number means the same under any chat template. An empty answer is
+        ``(0.0, 0)``.
+        """
         ...

@@ -1,11 +1,18 @@
 """A local stand-in for Text Generation Inference on 127.0.0.1, implementing its documented routes:
-``POST /`` and ``/generate`` (text_generation, also streamed), ``POST /v1/chat/completions`` (Messages
-API, also streamed), ``GET /health`` and ``GET /info``. It answers with fixed text, so tests can check
-what reaches the caller. ``mode`` switches it to failing (503), slow, or without the Messages API."""
+``POST /`` and ``/generate`` (text_generation, also streamed; prompt log-probabilities with
+``decoder_input_details``), ``POST /v1/chat/completions`` (Messages API, also streamed), ``POST /tokenize``,
+``POST /chat_tokenize``, ``GET /health`` and ``GET /info``. It answers with fixed text, so tests can check
+what reaches the caller. ``mode`` switches it to failing (503), slow, without the Messages API, or an old
+TGI without ``/chat_tokenize``.
+
+Its tokenizer is deterministic and simple so tests can recompute what it says: a token is a run of
+non-space characters with the whitespace after it (byte offsets, as TGI gives them), and each token's
+log-probability is ``fake_logprob(token)``."""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,11 +21,35 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 ANSWER = "Keep the vectors in Postgres [1]."
+_TOKEN = re.compile(rb"\S+\s*|\s+")
+
+
+def fake_tokens(text: str) -> list[dict[str, Any]]:
+    """TGI's ``/tokenize`` answer for ``text`` from this server: ids, texts and byte offsets."""
+    return [
+        {"id": i, "text": m.group().decode(), "start": m.start(), "stop": m.end()}
+        for i, m in enumerate(_TOKEN.finditer(text.encode()))
+    ]
+
+
+def fake_logprob(token: str) -> float:
+    """The log-probability this server gives an input token after the first: longer tokens are less likely."""
+    return -0.1 * len(token.encode())
+
+
+def fake_chat_template(messages: list[dict[str, str]]) -> str:
+    """ChatML with the generation prompt, as the served model's template would render it."""
+    turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return turns + "<|im_start|>assistant\n"
 
 
 class FakeTGI:
     def __init__(self) -> None:
-        self.mode = "ok"  # ok | down | slow | no-messages-api
+        self.mode = "ok"  # ok | down | slow | no-messages-api | no-chat-tokenize
+        # How generations end, in TGI's words (eos_token | length | stop_sequence).
+        self.finish_reason = "eos_token"
+        # TGI 3 returns prompt log-probabilities only when started with --enable-prefill-logprobs.
+        self.prefill_logprobs = True
         # Answer this many generation requests with 429 first, with this Retry-After header when set.
         self.busy = 0
         self.retry_after: str | None = None
@@ -56,6 +87,15 @@ def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
             self.close_connection = True
 
+        def _tokenize(self, body: dict[str, Any]) -> None:
+            if self.path == "/tokenize":
+                self._json(200, fake_tokens(body["inputs"]))
+            elif tgi.mode == "no-chat-tokenize":
+                self._json(404, {"error": "not found"})
+            else:
+                templated = fake_chat_template(body["messages"])
+                self._json(200, {"tokenize_response": fake_tokens(templated), "templated_text": templated})
+
         def do_GET(self) -> None:
             if self.path == "/health":
                 self._json(200 if tgi.mode != "down" else 503, {})
@@ -77,8 +117,13 @@ def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
                 return
             if tgi.mode == "slow":
                 time.sleep(1.5)
+            if self.path in {"/tokenize", "/chat_tokenize"}:
+                self._tokenize(body)
+                return
             answer = tgi.reply(body)
             words = answer.split(" ")
+            # The Messages API says "stop" where TGI's own routes say "eos_token".
+            chat_finish = "stop" if tgi.finish_reason == "eos_token" else tgi.finish_reason
             if self.path == "/v1/chat/completions":
                 if tgi.mode == "no-messages-api":
                     self._json(404, {"error": "not found"})
@@ -117,7 +162,7 @@ def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
                                 "index": 0,
                                 "message": {"role": "assistant", "content": answer},
                                 "logprobs": None,
-                                "finish_reason": "stop",
+                                "finish_reason": chat_finish,
                             }
                         ],
                         "usage": {
@@ -141,15 +186,21 @@ def _handler(tgi: FakeTGI) -> type[BaseHTTPRequestHandler]:
                         ]
                     )
                     return
+                prefill = []
+                if body.get("parameters", {}).get("decoder_input_details") and tgi.prefill_logprobs:
+                    prefill = [
+                        {"id": t["id"], "text": t["text"], "logprob": fake_logprob(t["text"]) if i else None}
+                        for i, t in enumerate(fake_tokens(body["inputs"]))
+                    ]
                 self._json(
                     200,
                     {
                         "generated_text": answer,
                         "details": {
-                            "finish_reason": "eos_token",
+                            "finish_reason": tgi.finish_reason,
                             "generated_tokens": len(words),
                             "seed": None,
-                            "prefill": [],
+                            "prefill": prefill,
                             "tokens": [],
                         },
                     },

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from twin_platform.domain.llm import Generation, GenerationParams, LLMError, Message
+from twin_platform.domain.llm import Generation, GenerationParams, LLMError, Message, ScoringNotSupported
 
 logger = logging.getLogger(__name__)
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -79,6 +79,8 @@ class LocalClient:
         self.model.eval()
         self._torch = torch
         self._stop_tokens: dict[tuple[str, ...], list[int]] = {}
+        eos = self.model.generation_config.eos_token_id
+        self._eos_ids = {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
 
     def _inputs(self, messages: Sequence[Message]) -> Any:
         return self.tokenizer.apply_chat_template(
@@ -116,6 +118,13 @@ class LocalClient:
         self_isin = self._torch.isin
         return StopOnTokens()
 
+    def _finish_reason(self, count: int, last_token: int, text: str, params: GenerationParams) -> str:
+        """``"length"`` only when the model used all ``max_tokens`` without ending: an end-of-sequence token or a
+        stop string on the last allowed token is a finished answer (``"stop"``)."""
+        if count < params.max_tokens or last_token in self._eos_ids or any(s in text for s in params.stop):
+            return "stop"
+        return "length"
+
     def generate(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
         inputs = self._inputs(messages)
         prompt_tokens = int(inputs["input_ids"].shape[1])
@@ -123,15 +132,16 @@ class LocalClient:
             output = self.model.generate(**inputs, **self._generate_kwargs(params))
         new_tokens = output[0, prompt_tokens:]
         text: str = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        last = int(new_tokens[-1]) if len(new_tokens) else -1
+        finish_reason = self._finish_reason(len(new_tokens), last, text, params)
         for stop in params.stop:
             text = text.split(stop, 1)[0]
-        finished = len(new_tokens) < params.max_tokens
         return Generation(
             text=text.strip(),
             model=self.model_id,
             prompt_tokens=prompt_tokens,
             completion_tokens=len(new_tokens),
-            finish_reason="stop" if finished else "length",
+            finish_reason=finish_reason,
         )
 
     def generate_batch(
@@ -163,17 +173,19 @@ class LocalClient:
             for row, mask in zip(output, inputs["attention_mask"], strict=True):
                 new_tokens = row[width:]
                 text: str = tokenizer.decode(new_tokens, skip_special_tokens=True)
+                # Rows that ended early are padded after their last token (eos, a stop string or both).
+                completion = int((new_tokens != tokenizer.pad_token_id).sum())
+                last = int(new_tokens[completion - 1]) if completion else -1
+                finish_reason = self._finish_reason(completion, last, text, params)
                 for stop in params.stop:
                     text = text.split(stop, 1)[0]
-                completion = int((new_tokens != tokenizer.pad_token_id).sum())
-                ended = completion < params.max_tokens  # eos, a stop string, or padding after either
                 results.append(
                     Generation(
                         text=text.strip(),
                         model=self.model_id,
                         prompt_tokens=int(mask.sum()),
                         completion_tokens=completion,
-                        finish_reason="stop" if ended else "length",
+                        finish_reason=finish_reason,
                     )
                 )
             if progress:
@@ -194,6 +206,35 @@ class LocalClient:
         worker.start()
         yield from (piece for piece in streamer if piece)
         worker.join()
+
+    def answer_logprob(self, messages: Sequence[Message], answer: str) -> tuple[float, int]:
+        """:meth:`AnswerScorer.answer_logprob` with one forward pass, no gradient: the chat-templated prompt and
+        the answer are tokenized as one text (as a server would see them) and the answer's tokens found by
+        their character offsets."""
+        if not answer:
+            return 0.0, 0
+        if not self.tokenizer.is_fast:
+            raise ScoringNotSupported(f"{self.model_id}: scoring needs a fast tokenizer (token offsets)")
+        prompt: str = self.tokenizer.apply_chat_template(
+            [m.as_dict() for m in messages], add_generation_prompt=True, tokenize=False
+        )
+        encoded = self.tokenizer(
+            prompt + answer, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt"
+        )
+        starts = encoded.pop("offset_mapping")[0, :, 0]
+        answer_positions = (starts >= len(prompt)).nonzero()
+        if len(answer_positions) == 0:
+            return 0.0, 0
+        first = int(answer_positions[0])
+        if first == 0:
+            raise LLMError(f"{self.model_id}: the chat template rendered an empty prompt; nothing to condition on")
+        ids = encoded["input_ids"]
+        with self._torch.inference_mode():
+            logits = self.model(**encoded).logits.float()
+        # Position i predicts token i + 1: the answer's tokens first..end are predicted by positions first-1..end-1.
+        logprobs = self._torch.log_softmax(logits[0, first - 1 : -1], dim=-1)
+        picked = logprobs.gather(1, ids[0, first:].unsqueeze(1))
+        return float(picked.sum()), int(ids.shape[1] - first)
 
     def health(self) -> bool:
         return True

@@ -9,7 +9,14 @@ import httpx
 import openai
 
 from twin_platform.adapters.llm.resilience import server_busy
-from twin_platform.domain.llm import Generation, GenerationParams, LLMError, LLMUnavailable, Message
+from twin_platform.domain.llm import (
+    Generation,
+    GenerationParams,
+    LLMError,
+    LLMUnavailable,
+    Message,
+    ScoringNotSupported,
+)
 
 
 class OpenAIClient:
@@ -76,6 +83,15 @@ class OpenAIClient:
                     yield delta
         except (openai.APIError, httpx.HTTPError) as exc:
             raise LLMUnavailable(f"{self._name} failed while streaming: {exc}") from exc
+
+    def answer_logprob(self, messages: Sequence[Message], answer: str) -> tuple[float, int]:
+        """Not possible here: chat completions return log-probabilities of the tokens the model generates, never
+        of a given answer in the prompt (the legacy ``/v1/completions`` ``echo`` option that did is gone from
+        OpenAI and optional elsewhere), so perplexity is not computed for this backend."""
+        raise ScoringNotSupported(
+            f"{self._name} cannot score a given answer: OpenAI-compatible chat endpoints return no prompt "
+            "log-probabilities, so perplexity is not computed for this backend"
+        )
 
     def health(self) -> bool:
         try:

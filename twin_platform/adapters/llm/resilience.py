@@ -11,12 +11,14 @@ import tenacity
 
 from twin_platform.adapters.http.retry_after import parse_retry_after
 from twin_platform.domain.llm import (
+    AnswerScorer,
     Generation,
     GenerationParams,
     LLMClient,
     LLMOverloaded,
     LLMUnavailable,
     Message,
+    ScoringNotSupported,
 )
 
 T = TypeVar("T")
@@ -163,6 +165,18 @@ class ResilientLLM:
         except LLMUnavailable:
             self.breaker.record_failure()
             raise
+        finally:
+            self._slots.release()
+
+    def answer_logprob(self, messages: Sequence[Message], answer: str) -> tuple[float, int]:
+        """The inner client's :meth:`AnswerScorer.answer_logprob`, with the same slots, retries and breaker as a
+        generation; :class:`ScoringNotSupported` when the inner client cannot score (never retried)."""
+        if not isinstance(self.inner, AnswerScorer):
+            raise ScoringNotSupported(f"the {self.backend} client cannot score answers")
+        scorer = self.inner
+        self._acquire()
+        try:
+            return self._call(lambda: scorer.answer_logprob(messages, answer))
         finally:
             self._slots.release()
 

@@ -1,8 +1,11 @@
 """Text Generation Inference through ``huggingface_hub.InferenceClient``: the Messages API
-(``/v1/chat/completions``), falling back to ``text_generation`` (``/generate``) on servers without it."""
+(``/v1/chat/completions``), falling back to ``text_generation`` (``/generate``) on servers without it.
+Answer scoring (perplexity) uses TGI's own routes: ``/chat_tokenize``, ``/tokenize`` and ``/generate`` with
+``decoder_input_details``."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -11,15 +14,28 @@ from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 
 from twin_platform.adapters.llm.resilience import server_busy
-from twin_platform.domain.llm import Generation, GenerationParams, LLMError, LLMUnavailable, Message
+from twin_platform.domain.llm import (
+    Generation,
+    GenerationParams,
+    LLMError,
+    LLMUnavailable,
+    Message,
+    ScoringNotSupported,
+)
 
 _NO_MESSAGES_API = {404, 405, 422}
+# TGI's finish reasons in OpenAI's words (what Generation promises); "length" is the same in both.
+_FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop"}
 
 
 def chatml(messages: Sequence[Message]) -> str:
     """A ChatML prompt for ``/generate`` (SmolLM2 and many fine-tunes use this template)."""
     turns = "".join(f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages)
     return turns + "<|im_start|>assistant\n"
+
+
+def _finish_reason(reason: str | None) -> str:
+    return _FINISH_REASONS.get(reason or "stop", reason or "stop")
 
 
 def _status(exc: HfHubHTTPError) -> int | None:
@@ -37,6 +53,8 @@ class TGIClient:
         self._model_id = model_id
         self._client = InferenceClient(base_url=self.base_url, token=token, timeout=timeout)
         self._messages_api = True
+        self._timeout = timeout
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def _kwargs(self, params: GenerationParams) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -61,7 +79,7 @@ class TGIClient:
                         model=out.model or self.model_id,
                         prompt_tokens=usage.prompt_tokens if usage else 0,
                         completion_tokens=usage.completion_tokens if usage else 0,
-                        finish_reason=out.choices[0].finish_reason or "stop",
+                        finish_reason=_finish_reason(out.choices[0].finish_reason),
                     )
                 except HfHubHTTPError as exc:
                     if _status(exc) not in _NO_MESSAGES_API:
@@ -79,7 +97,7 @@ class TGIClient:
                 text=details.generated_text,
                 model=self.model_id,
                 completion_tokens=details.details.generated_tokens if details.details else 0,
-                finish_reason=str(details.details.finish_reason) if details.details else "stop",
+                finish_reason=_finish_reason(details.details.finish_reason if details.details else None),
             )
         except InferenceTimeoutError as exc:
             raise LLMUnavailable(f"TGI at {self.base_url} timed out: {exc}") from exc
@@ -113,6 +131,67 @@ class TGIClient:
             raise LLMUnavailable(f"TGI at {self.base_url} timed out: {exc}") from exc
         except (HfHubHTTPError, OSError, httpx.TransportError) as exc:
             raise LLMUnavailable(f"TGI at {self.base_url} failed while streaming: {exc}") from exc
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST JSON to one of TGI's own routes, with the errors mapped as for generation."""
+        url = f"{self.base_url}{path}"
+        try:
+            response = httpx.post(url, json=body, headers=self._headers, timeout=self._timeout)
+        except httpx.TimeoutException as exc:
+            raise LLMUnavailable(f"TGI at {self.base_url} timed out: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise LLMUnavailable(f"TGI at {self.base_url} is unreachable: {exc}") from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise server_busy(f"TGI at {self.base_url}", status, response.headers)
+        if status in {404, 405} and path == "/chat_tokenize":
+            raise ScoringNotSupported(f"TGI at {self.base_url} has no /chat_tokenize route (added in TGI 2.3)")
+        if status >= 400:
+            raise LLMError(f"TGI at {self.base_url} refused {path} ({status}): {response.text[:200]}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise LLMError(f"TGI at {self.base_url} answered {path} with something other than JSON") from exc
+
+    def answer_logprob(self, messages: Sequence[Message], answer: str) -> tuple[float, int]:
+        """:meth:`AnswerScorer.answer_logprob` from TGI's prompt log-probabilities.
+
+        ``/chat_tokenize`` renders the prompt with the served model's own chat template; ``/tokenize`` gives the
+        tokens of prompt + answer with byte offsets, so the answer's tokens are counted from the end; ``/generate``
+        with ``decoder_input_details`` returns each input token's log-probability (``details.prefill``). TGI 3
+        returns them only when started with ``--enable-prefill-logprobs``; without it this raises
+        :class:`ScoringNotSupported`.
+        """
+        if not answer:
+            return 0.0, 0
+        templated = self._post("/chat_tokenize", {"messages": [m.as_dict() for m in messages]})
+        prompt = str(templated["templated_text"])
+        text = prompt + answer
+        tokens = self._post("/tokenize", {"inputs": text})
+        if tokens and not any(t["stop"] for t in tokens):
+            raise ScoringNotSupported(f"TGI at {self.base_url} gives no token offsets (a slow tokenizer?)")
+        boundary = len(prompt.encode("utf-8"))  # TGI's offsets count bytes
+        count = sum(1 for t in tokens if t["start"] >= boundary)
+        if count == 0:
+            return 0.0, 0
+        out = self._post(
+            "/generate",
+            {"inputs": text, "parameters": {"max_new_tokens": 1, "details": True, "decoder_input_details": True}},
+        )
+        prefill = (out.get("details") or {}).get("prefill") or []
+        if not prefill:
+            raise ScoringNotSupported(
+                f"TGI at {self.base_url} returned no prompt log-probabilities: start it with --enable-prefill-logprobs"
+            )
+        if len(prefill) != len(tokens):
+            raise LLMError(
+                f"TGI at {self.base_url} scored {len(prefill)} prompt tokens but tokenized {len(tokens)}: "
+                "the input was truncated?"
+            )
+        logprobs = [t.get("logprob") for t in prefill[-count:]]
+        if any(lp is None or not math.isfinite(lp) for lp in logprobs):
+            raise LLMError(f"TGI at {self.base_url} returned a missing or non-finite log-probability")
+        return float(sum(logprobs)), count
 
     @property
     def model_id(self) -> str:

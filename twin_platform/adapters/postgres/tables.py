@@ -168,3 +168,47 @@ api_rate_limits = sa.Table(
     sa.Column("updated_at", sa.TIMESTAMP(timezone=True), nullable=False),
     prefixes=["UNLOGGED"],
 )
+
+# The model registry (migration 0006): one row per trained twin, keyed by its artifact's content version.
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("version", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("author_id", sa.Text, sa.ForeignKey("authors.id"), nullable=False),
+    sa.Column("created_at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("uri", sa.Text, nullable=False),
+    sa.Column("lineage", postgresql.JSONB, nullable=False, server_default="{}"),
+    sa.Column("metrics", postgresql.JSONB, nullable=False, server_default="{}"),
+    sa.Column("evaluation", postgresql.JSONB),
+    sa.Column("released_at", sa.TIMESTAMP(timezone=True)),
+    sa.Column("state", sa.Text, nullable=False, server_default="candidate"),
+    sa.CheckConstraint("state IN ('candidate', 'released', 'refused', 'retired')", name="ck_models_state"),
+    sa.CheckConstraint("state <> 'released' OR released_at IS NOT NULL", name="ck_models_released_at"),
+    # The invariant "the released twin": at most one released model per author.
+    sa.Index(
+        "ux_models_released_per_author",
+        "author_id",
+        unique=True,
+        postgresql_where=sa.text("state = 'released'"),
+    ),
+    sa.Index("ix_models_author_created", "author_id", "created_at"),
+)
+
+# Every state change of a model, oldest first by id (several rows of one transaction share `at`).
+model_releases = sa.Table(
+    "model_releases",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=False), primary_key=True),
+    sa.Column("version", sa.Text, sa.ForeignKey("models.version"), nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("gates", postgresql.JSONB, nullable=False, server_default="[]"),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("at", sa.TIMESTAMP(timezone=True), nullable=False, server_default=NOW),
+    sa.CheckConstraint(
+        "action IN ('register', 'release', 'force-release', 'refuse', 'rollback', 'retire')",
+        name="ck_model_releases_action",
+    ),
+    sa.Index("ix_model_releases_version", "version", "id"),
+)

@@ -11,6 +11,14 @@ from twin_platform.api.schemas import Health, Readiness
 from twin_platform.api.state import STATE_KEY, ApiState
 
 
+class ServingReadiness(Readiness, kw_only=True):
+    """Readiness and the model that answers: its id (``name@version`` for a registry release) and, when it is
+    a release, the registry version."""
+
+    model: str | None
+    model_version: str | None
+
+
 class HealthController(Controller):
     tags = ["health"]  # noqa: RUF012 - Litestar's declared attribute type
 
@@ -22,18 +30,22 @@ class HealthController(Controller):
     @get(
         "/ready",
         sync_to_thread=True,
-        responses={503: ResponseSpec(data_container=Readiness, description="Not ready: what is missing.")},
+        responses={503: ResponseSpec(data_container=ServingReadiness, description="Not ready: what is missing.")},
     )
-    def ready(self, state: State) -> Response[Readiness]:
-        """Readiness: the database answers and the LLM is loaded and reachable."""
+    def ready(self, state: State) -> Response[ServingReadiness]:
+        """Readiness: the database answers and the LLM is loaded and reachable; which model answers."""
         api: ApiState = state[STATE_KEY]
+        serving = api.serving  # one read: the model and its release belong together
         database = api.database_ok()
-        llm = api.llm is not None and api.llm.health()
-        body = Readiness(
+        model = serving.pipeline.llm
+        llm = model is not None and model.health()
+        body = ServingReadiness(
             status="ready" if database and llm else "not ready",
             database=database,
             llm=llm,
             llm_backend=api.settings.llm_backend,
             llm_error=api.llm_error,
+            model=model.model_id if model is not None else None,
+            model_version=serving.release.version if serving.release is not None else None,
         )
         return Response(body, status_code=200 if database and llm else 503)

@@ -77,6 +77,8 @@ class OpenAIController(Controller):
         return Response(chat_completion(completion_id, created, answer))
 
     @get("/models", sync_to_thread=False, responses=ERROR_RESPONSES)
-    def models(self, model_name: NamedDependency[str], started_at: NamedDependency[int]) -> ModelList:
-        """The twin's model (OpenAI's ``models.list()``); any ``model`` value is accepted by chat completions."""
-        return ModelList(object="list", data=[Model(id=model_name, object="model", created=started_at, owned_by=OWNER)])
+    def models(self, model_name: NamedDependency[str], model_created: NamedDependency[int]) -> ModelList:
+        """The twin's model (OpenAI's ``models.list()``): a registry release as ``name@version``; any ``model``
+        value is accepted by chat completions."""
+        model = Model(id=model_name, object="model", created=model_created, owned_by=OWNER)
+        return ModelList(object="list", data=[model])
