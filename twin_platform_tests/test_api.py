@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from twin_platform.adapters.llm.local import LocalClient
 from twin_platform.adapters.llm.resilience import ResilientLLM
 from twin_platform.api.app import create_app
+from twin_platform.rag.prompts import PROMPT_VERSION
 from twin_platform.settings import Settings
 from twin_platform_tests.api_fixtures import log_rows, make_client
 from twin_platform_tests.tiny_model import build_tiny_chat_model
@@ -115,7 +116,7 @@ def test_rag_answers_with_sources_usage_and_timings(api, tgi: FakeTGI):
     assert "[1] " in system
     assert body["sources"][0]["title"] in system
     [row] = [r for r in log_rows(state) if r.endpoint == "rag"]
-    assert (row.status, row.model, row.prompt_version, row.prompt_tokens) == (200, "twin/fake", "rag-v1", 42)
+    assert (row.status, row.model, row.prompt_version, row.prompt_tokens) == (200, "twin/fake", PROMPT_VERSION, 42)
     assert len(row.retrieved) == 3
     assert set(row.timings_ms) >= {"search", "generation"}
 

@@ -42,6 +42,7 @@ TABLES_BY_REVISION = {
     "0004": {"api_keys", "query_log"},
     "0005": {"api_rate_limits"},
     "0006": {"models", "model_releases"},
+    "0007": set(),  # columns: models.release_uri, query_log.model_version
 }
 
 
@@ -59,6 +60,10 @@ def test_migrations_go_up_down_and_up_again(empty_database: sa.Engine):
         downgrade(empty_database, previous)
         assert current_revision(empty_database) == (None if previous == "base" else previous)
         assert not TABLES_BY_REVISION[revision] & tables(empty_database)
+        if revision == "0007":
+            inspector = sa.inspect(empty_database)
+            assert "release_uri" not in {c["name"] for c in inspector.get_columns("models")}
+            assert "model_version" not in {c["name"] for c in inspector.get_columns("query_log")}
         if revision == "0002":
             assert "respect_robots_txt" not in {c["name"] for c in sa.inspect(empty_database).get_columns("authors")}
     assert tables(empty_database) == {"alembic_version"}

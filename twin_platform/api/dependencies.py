@@ -13,7 +13,7 @@ from litestar.exceptions import ValidationException
 
 from twin_platform.api.query_log import RequestRecord, record_of
 from twin_platform.api.schemas import Filters
-from twin_platform.api.state import STATE_KEY, ApiState
+from twin_platform.api.state import STATE_KEY, ApiState, Serving
 from twin_platform.domain.authors import Author, find_author
 from twin_platform.domain.llm import LLMClient, LLMUnavailable
 from twin_platform.domain.retrieval import SearchFilters
@@ -30,9 +30,20 @@ def provide_settings(state: State) -> Settings:
     return _state(state).settings
 
 
-def provide_pipeline(state: State) -> RAGPipeline:
-    """The pipeline serving now; the request keeps it, and its LLM, even if a new release is swapped in."""
-    return _state(state).pipeline
+def provide_serving(state: State) -> Serving:
+    """What serves now (pipeline and release, swapped as one); the request keeps it even if a new release is
+    swapped in meanwhile, so its answer and its ``model_version`` belong together."""
+    return _state(state).serving
+
+
+def provide_pipeline(serving: NamedDependency[Serving]) -> RAGPipeline:
+    """The request's pipeline, and with it its LLM."""
+    return serving.pipeline
+
+
+def provide_model_version(serving: NamedDependency[Serving]) -> str | None:
+    """The registry version of the request's model (None when it is no registry release)."""
+    return serving.release.version if serving.release is not None else None
 
 
 def provide_llm(state: State, pipeline: NamedDependency[RAGPipeline]) -> LLMClient:
@@ -102,7 +113,9 @@ def provide_filters(state: State) -> FilterBuilder:
 
 DEPENDENCIES = {
     "settings": Provide(provide_settings, sync_to_thread=False),
+    "serving": Provide(provide_serving, sync_to_thread=False),
     "pipeline": Provide(provide_pipeline, sync_to_thread=False),
+    "model_version": Provide(provide_model_version, sync_to_thread=False),
     "llm": Provide(provide_llm, sync_to_thread=False),
     "record": Provide(provide_record, sync_to_thread=False),
     "model_name": Provide(provide_model_name, sync_to_thread=False),

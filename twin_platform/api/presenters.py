@@ -26,7 +26,7 @@ from twin_platform.api.schemas import (
 from twin_platform.domain.llm import Generation, LLMUnavailable
 from twin_platform.domain.retrieval import ScoredChunk, SearchFilters
 from twin_platform.rag.pipeline import Answer, Retrieval
-from twin_platform.rag.prompts import PROMPT_VERSION
+from twin_platform.rag.prompts import PROMPT_VERSION, citations
 
 SNIPPET_CHARS = 300
 
@@ -79,12 +79,14 @@ def search_response(query: str, retrieval: Retrieval) -> SearchResponse:
     )
 
 
-def rag_response(answer: Answer) -> RagResponse:
+def rag_response(answer: Answer, model_version: str | None) -> RagResponse:
     generation = answer.generation
     return RagResponse(
         answer=answer.text,
         sources=sources(answer.context.sources),
+        citations=answer.citations,
         model=generation.model,
+        model_version=model_version,
         usage=usage(generation),
         timings_ms=answer.retrieval.timings_ms,
         prompt_version=PROMPT_VERSION,
@@ -93,13 +95,14 @@ def rag_response(answer: Answer) -> RagResponse:
     )
 
 
-def chat_completion(completion_id: str, created: int, answer: Answer) -> ChatCompletion:
+def chat_completion(completion_id: str, created: int, answer: Answer, model_version: str | None) -> ChatCompletion:
     g = answer.generation
     return ChatCompletion(
         id=completion_id,
         object="chat.completion",
         created=created,
         model=g.model,
+        model_version=model_version,
         choices=[
             ChatChoice(
                 index=0, message=AssistantMessage(role="assistant", content=g.text), finish_reason=g.finish_reason
@@ -122,6 +125,7 @@ class TokenStream:
     pieces: Iterator[str]
     record: RequestRecord
     model: str | None
+    model_version: str | None
     count: int = 0
     started: float = field(default_factory=time.perf_counter)
 
@@ -131,13 +135,15 @@ class TokenStream:
                 self.count += 1
                 yield piece
         finally:
-            self.record.note_stream(self.model, self.count)
+            self.record.note_stream(self.model, self.count, self.model_version)
 
 
 def rag_events(stream: TokenStream, retrieval: Retrieval, hits: list[ScoredChunk]) -> Iterator[ServerSentEventMessage]:
     """``token`` events, then one ``sources`` event; an ``error`` event when the model fails mid-answer."""
+    text: list[str] = []
     try:
         for piece in stream:
+            text.append(piece)
             yield ServerSentEventMessage(data=json.dumps({"token": piece}), event="token")
         retrieval.timings_ms["generation"] = round((time.perf_counter() - stream.started) * 1000, 2)
         yield ServerSentEventMessage(
@@ -145,8 +151,10 @@ def rag_events(stream: TokenStream, retrieval: Retrieval, hits: list[ScoredChunk
             data=json.dumps(
                 {
                     "sources": msgspec.to_builtins(sources(hits)),
+                    "citations": citations("".join(text), len(hits)),
                     "timings_ms": retrieval.timings_ms,
                     "model": stream.model,
+                    "model_version": stream.model_version,
                     "prompt_version": PROMPT_VERSION,
                     "flags": retrieval.injection_flags,
                 }
@@ -167,6 +175,7 @@ def chat_chunks(completion_id: str, created: int, stream: TokenStream) -> Iterat
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": stream.model,
+                "model_version": stream.model_version,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             }
         )

@@ -46,6 +46,7 @@ class RequestRecord:
     timings_ms: dict[str, float] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
     model: str | None = None
+    model_version: str | None = None  # the registry version of the model that answered (None: search only)
     prompt_version: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -62,14 +63,16 @@ class RequestRecord:
         self.timings_ms = retrieval.timings_ms
         self.flags = retrieval.injection_flags
 
-    def note_generation(self, generation: Generation) -> None:
+    def note_generation(self, generation: Generation, model_version: str | None) -> None:
         self.model = generation.model
+        self.model_version = model_version
         self.prompt_version = PROMPT_VERSION
         self.prompt_tokens = generation.prompt_tokens
         self.completion_tokens = generation.completion_tokens
 
-    def note_stream(self, model: str | None, completion_tokens: int) -> None:
+    def note_stream(self, model: str | None, completion_tokens: int, model_version: str | None) -> None:
         self.model = model
+        self.model_version = model_version
         self.prompt_version = PROMPT_VERSION
         self.completion_tokens = completion_tokens
 

@@ -86,9 +86,11 @@ class Usage(Struct, kw_only=True):
 
 
 class RagResponse(Struct, kw_only=True):
-    answer: str
+    answer: str  # cites its sources inline: [n] is sources[n - 1]
     sources: list[Source]
+    citations: list[int]  # the source numbers the answer cites, in order of first citation
     model: str
+    model_version: str | None  # the model registry's version of the twin that answered; null for other models
     usage: Usage
     timings_ms: dict[str, float]
     prompt_version: str
@@ -130,12 +132,13 @@ class SourceLink(Struct, kw_only=True):
 
 
 class ChatCompletion(Struct, kw_only=True):
-    """OpenAI's ``chat.completion`` object, plus the twin's ``sources`` and injection ``flags``."""
+    """OpenAI's ``chat.completion`` object, plus the twin's ``model_version``, ``sources`` and injection ``flags``."""
 
     id: str
     object: Literal["chat.completion"]
     created: int
     model: str
+    model_version: str | None  # the model registry's version of the twin that answered; null for other models
     choices: list[ChatChoice]
     usage: Usage
     sources: list[SourceLink]

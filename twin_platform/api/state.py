@@ -8,6 +8,11 @@ The model that answers can change while the API runs: with the ``local`` backend
 follows the registry's current release (``TWIN_API_SERVE_AUTHOR``'s, else the newest across authors), loads
 a new one in the background and swaps it in. A swap replaces one object (:class:`Serving`: the pipeline and
 the release it serves), so a request that has begun keeps the pipeline, and model, it started with.
+
+With the ``tgi`` backend the same watcher follows the registry without loading anything: the TGI hosts serve the
+release whose S3 pointer the release path writes together with the registry (``adapters.aws_release``), so the
+registry's current release names the version that answers. (While an instance refresh rolls a new release out,
+hosts not yet replaced still answer with the previous one.)
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ RETRY_FAILED_LOAD_SECONDS = 300.0
 @dataclass(frozen=True)
 class Serving:
     """What answers, swapped as one: the pipeline (holding the LLM, ``None`` while none is loaded) and the
-    registry release that LLM is (``None`` for SmolLM2, ``TWIN_LLM_LOCAL_MODEL_PATH`` and remote backends)."""
+    registry release that LLM is (``None`` for SmolLM2, ``TWIN_LLM_LOCAL_MODEL_PATH`` and the ``openai``
+    backend; for ``tgi``, the registry's current release, which the TGI hosts load)."""
 
     pipeline: RAGPipeline
     release: ModelEntry | None = None
@@ -154,9 +160,25 @@ def open_state(
             watcher = ModelWatcher(state)
             watcher.start()
             stack.callback(watcher.stop)  # before the runtime's engine is disposed (the stack unwinds in reverse)
+        elif settings.llm_backend == "tgi":
+            watcher = ModelWatcher(state, load=_built_once(settings))  # names the release; the client stays
+            watcher.start()
+            stack.callback(watcher.stop)
         else:
             threading.Thread(target=_load_llm, args=(state,), name="load-llm", daemon=True).start()
     return state
+
+
+def _built_once(settings: Settings) -> Callable[[ModelEntry | None], LLMClient]:
+    """A loader for remote backends: the client is built on first use and the same one serves every release."""
+    built: list[LLMClient] = []
+
+    def load(_release: ModelEntry | None) -> LLMClient:
+        if not built:
+            built.append(build_llm(settings))
+        return built[0]
+
+    return load
 
 
 def _load_llm(state: ApiState) -> None:

@@ -8,13 +8,19 @@ from typing import Any
 import typer
 from rich.table import Column, Table
 
+from twin_platform.adapters.aws_release import PublishedRelease, ReleaseError, ReleasePublisher, release_publisher
+from twin_platform.adapters.llm.factory import model_folder
 from twin_platform.adapters.postgres.model_registry import ModelRegistry, RegistryError, ReleaseRefused, UnknownModel
-from twin_platform.adapters.runtime import open_runtime
+from twin_platform.adapters.runtime import Runtime, open_runtime
+from twin_platform.cli.authors import AUTHOR_HELP, resolve_author
 from twin_platform.cli.console import err, fail, literal, out, print_json
 from twin_platform.domain.models import Gate, ModelEntry, ReleaseEvent, failed_gates
 from twin_platform.settings import Settings
 
-EXIT_CODES = "Exit codes: 0 done; 1 refused (gates failed or missing, nothing to roll back to); 2 bad input."
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 refused or not published (gates failed or missing, nothing to roll back to, the S3 "
+    "upload failed), or released but the TGI hosts were not refreshed; 2 bad input."
+)
 
 app = typer.Typer(
     help="Trained twins: list, inspect, release and roll back (the API serves the current release). " + EXIT_CODES,
@@ -40,6 +46,7 @@ def entry_json(entry: ModelEntry) -> dict[str, Any]:
         "created_at": entry.created_at.isoformat(),
         "released_at": entry.released_at.isoformat() if entry.released_at else None,
         "uri": entry.uri,
+        "release_uri": entry.release_uri,
         "lineage": entry.lineage.model_dump(mode="json"),
         "metrics": entry.metrics,
         "evaluation": entry.evaluation,
@@ -59,12 +66,12 @@ def _gates_summary(entry: ModelEntry) -> str:
 
 @app.command("list")
 def list_models(
-    author: str | None = typer.Option(None, "--author", help="Only this author's models (author id)."),
+    author: str | None = typer.Option(None, "--author", help=f"Only this author's models ({AUTHOR_HELP})."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Every registered model, newest first, with its state and evaluation."""
     with open_runtime(Settings()) as runtime:
-        entries = runtime.models.list(author)
+        entries = runtime.models.list(resolve_author(runtime.authors, author).id if author else None)
     if as_json:
         print_json([entry_json(e) for e in entries])
         return
@@ -141,14 +148,18 @@ def release(
 ) -> None:
     """Make VERSION its author's released twin; their previous release is retired.
 
-    Without --force the stored evaluation must have passed all its gates. The API picks the release up within
-    TWIN_API_MODEL_POLL_SECONDS. Exit codes: 0 released; 1 refused (gates failed or not evaluated); 2 bad input
-    (unknown version, --force without --reason).
+    Without --force the stored evaluation must have passed all its gates. With TWIN_RELEASE_S3_BUCKET the model is
+    uploaded to s3://BUCKET/PREFIX/AUTHOR/VERSION/ first (files already there are skipped), then the pointer
+    AUTHOR/current.json, then the registry; with TWIN_RELEASE_ASG_NAME an instance refresh of the TGI hosts
+    follows. The API picks the release up within TWIN_API_MODEL_POLL_SECONDS. Exit codes: 0 released; 1 refused
+    (gates failed or not evaluated) or not published (S3 failed: nothing released), or released but the hosts were
+    not refreshed (release it again to retry); 2 bad input (unknown version, --force without --reason).
     """
     if force and not reason.strip():
         raise fail("--force needs --reason: say why the gates are overridden")
     with open_runtime(Settings()) as runtime:
         registry: ModelRegistry = runtime.models
+        publisher = _publisher(runtime)
         entry = registry.get(version)
         if entry is None:
             raise fail(f"no model has version {version!r} (twin models list)")
@@ -160,15 +171,41 @@ def release(
                     err.print(_gates_table(gates))
                 raise fail(refusal, 1)
         try:
-            released = registry.release(
+            published = publisher.release(
                 version, reason=reason or "gates passed", gates=gates or [], actor=actor(), force=force
             )
-        except ReleaseRefused as exc:
+        except (ReleaseRefused, ReleaseError) as exc:
             raise fail(str(exc), 1) from None
+    released = published.entry
     if as_json:
-        print_json(entry_json(released))
+        print_json({**entry_json(released), "publication": published.as_json()})
     else:
         out.print(literal("released ", (released.name, "bold"), f" ({released.version}) for ", released.author))
+        _print_publication(published)
+    _check_hosts(published)
+
+
+def _publisher(runtime: Runtime) -> ReleasePublisher:
+    try:
+        return release_publisher(runtime.settings, runtime.models, lambda e: model_folder(e, runtime.settings))
+    except ReleaseError as exc:
+        raise fail(str(exc)) from None
+
+
+def _print_publication(published: PublishedRelease) -> None:
+    for line in published.lines():
+        out.print(literal(line))
+
+
+def _check_hosts(published: PublishedRelease) -> None:
+    """Exit 1 when the release is done but the TGI hosts were not refreshed: they serve the previous one."""
+    refresh = published.refresh
+    if refresh is not None and not refresh.ok:
+        raise fail(
+            f"{published.entry.version} is released (registry and S3 pointer), but the TGI hosts were not "
+            f"refreshed: {refresh.detail}",
+            1,
+        )
 
 
 def _refusal(entry: ModelEntry, gates: list[Gate] | None) -> str | None:
@@ -190,27 +227,37 @@ def _refusal(entry: ModelEntry, gates: list[Gate] | None) -> str | None:
 @app.command()
 def rollback(
     author: str | None = typer.Option(
-        None, "--author", help="Author id; default: TWIN_API_SERVE_AUTHOR, else the author of the newest release."
+        None,
+        "--author",
+        help=f"Whose twin ({AUTHOR_HELP}); default: TWIN_API_SERVE_AUTHOR, else the author of the newest release.",
     ),
     reason: str = typer.Option(..., "--reason", help="Why (recorded)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Retire the author's released twin and release their previous release again.
 
-    Rolling back twice steps back twice. Exit codes: 0 rolled back; 1 nothing to roll back to; 2 bad input (the
+    Rolling back twice steps back twice. With TWIN_RELEASE_S3_BUCKET the pointer AUTHOR/current.json moves back
+    to that release (its files uploaded first if they are not there) before the registry changes; with
+    TWIN_RELEASE_ASG_NAME an instance refresh of the TGI hosts follows. Exit codes: 0 rolled back; 1 nothing to
+    roll back to, S3 failed (nothing changed), or rolled back but the hosts were not refreshed; 2 bad input (the
     author has no release, empty reason).
     """
     if not reason.strip():
         raise fail("--reason must say why")
     settings = Settings()
     with open_runtime(settings) as runtime:
+        author_id = resolve_author(runtime.authors, author).id if author else settings.api_serve_author
+        publisher = _publisher(runtime)
         try:
-            restored = runtime.models.rollback(author or settings.api_serve_author, reason=reason, actor=actor())
+            published = publisher.rollback(author_id, reason=reason, actor=actor())
         except UnknownModel as exc:
             raise fail(str(exc)) from None
-        except RegistryError as exc:
+        except (RegistryError, ReleaseError) as exc:
             raise fail(str(exc), 1) from None
+    restored = published.entry
     if as_json:
-        print_json(entry_json(restored))
+        print_json({**entry_json(restored), "publication": published.as_json()})
     else:
         out.print(literal("rolled back: ", (restored.name, "bold"), f" ({restored.version}) is released again"))
+        _print_publication(published)
+    _check_hosts(published)

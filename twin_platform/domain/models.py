@@ -85,6 +85,9 @@ class ModelEntry(BaseModel):
     evaluation: dict[str, Any] | None = None
     state: ModelState = "candidate"
     released_at: datetime | None = None  # when it last became its author's released twin
+    # Where its release was published for serving (``s3://bucket/releases/author/version/``); None when it was
+    # never published (no TWIN_RELEASE_S3_BUCKET at the time).
+    release_uri: str | None = None
 
     @field_validator("metrics", mode="before")
     @classmethod

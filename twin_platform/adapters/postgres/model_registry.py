@@ -20,7 +20,8 @@ from __future__ import annotations
 import builtins
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -78,6 +79,7 @@ def _entry(row: Any) -> ModelEntry:
         evaluation=row.evaluation,
         state=row.state,
         released_at=row.released_at,
+        release_uri=row.release_uri,
     )
 
 
@@ -134,6 +136,19 @@ class ModelRegistry:
         with self.engine.connect() as conn:
             return [_event(row) for row in conn.execute(query)]
 
+    @contextmanager
+    def publication_lock(self, author: str) -> Iterator[None]:
+        """Hold, across processes, the right to publish ``author``'s release for serving: whoever moves the
+        author's S3 pointer and then the registry holds it, so the last pointer written and the registry's
+        release cannot disagree (a session-level advisory lock, held on a connection of its own)."""
+        key = {"key": f"twin_platform.release_publication:{author}"}
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
+
     # --- writing -------------------------------------------------------------------------------------
 
     def register(self, entry: ModelEntry, *, actor: str = "training") -> ModelEntry:
@@ -183,30 +198,49 @@ class ModelRegistry:
                 raise UnknownModel(f"no model has version {version!r}")
             return self._require(conn, version)
 
-    def release(
-        self, version: str, *, reason: str, gates: Sequence[Gate], actor: str, force: bool = False
-    ) -> ModelEntry:
-        """Make ``version`` its author's released twin; the author's previous release is retired.
-
-        Without ``force`` every gate must have passed and there must be at least one (``ReleaseRefused``
-        otherwise). ``force`` needs a reason and is recorded as ``force-release``. Releasing the version
-        that is already released changes nothing."""
-        gates = list(gates)
+    @staticmethod
+    def check_release(version: str, gates: Sequence[Gate], *, reason: str, force: bool = False) -> None:
+        """Raise what ``release`` would refuse with, before anything is done (``ReleaseRefused``, or
+        ``ValueError`` for a forced release without a reason)."""
         if force and not reason.strip():
             raise ValueError("a forced release needs a reason")
         if not force:
             if not gates:
                 raise ReleaseRefused(f"{version}: no gate results; evaluate it first, or force the release")
-            failed = failed_gates(gates)
+            failed = failed_gates(list(gates))
             if failed:
                 raise ReleaseRefused(f"{version}: gates failed: {', '.join(g.name for g in failed)}")
+
+    def release(
+        self,
+        version: str,
+        *,
+        reason: str,
+        gates: Sequence[Gate],
+        actor: str,
+        force: bool = False,
+        release_uri: str | None = None,
+    ) -> ModelEntry:
+        """Make ``version`` its author's released twin; the author's previous release is retired.
+
+        Without ``force`` every gate must have passed and there must be at least one (``ReleaseRefused``
+        otherwise). ``force`` needs a reason and is recorded as ``force-release``. ``release_uri`` is where the
+        release was published for serving (recorded when given). Releasing the version that is already released
+        changes nothing but a new ``release_uri``."""
+        gates = list(gates)
+        self.check_release(version, gates, reason=reason, force=force)
         with self.engine.begin() as conn:
             conn.execute(_LOCK)
             entry = self._require(conn, version)
             if entry.released:
+                if release_uri is not None and release_uri != entry.release_uri:
+                    self._set_release_uri(conn, version, release_uri)
+                    return self._require(conn, version)
                 return entry
             action: ReleaseAction = "force-release" if force else "release"
             self._make_released(conn, entry, reason, gates, actor, action)
+            if release_uri is not None:
+                self._set_release_uri(conn, version, release_uri)
             return self._require(conn, version)
 
     def refuse(self, version: str, *, gates: Sequence[Gate], reason: str, actor: str) -> ModelEntry:
@@ -220,21 +254,36 @@ class ModelRegistry:
             self._record(conn, version, "refuse", reason, gates, actor)
             return self._require(conn, version)
 
-    def rollback(self, author: str | None = None, *, reason: str, actor: str) -> ModelEntry:
+    def rollback_target(self, author: str | None = None) -> tuple[ModelEntry, ModelEntry]:
+        """What ``rollback(author)`` would do, without doing it: (the released twin it retires, the model it
+        releases again). Raises as ``rollback`` does when there is nothing to roll back."""
+        with self.engine.connect() as conn:
+            current, previous = self._rollback_pair(conn, author)
+            return current, self._require(conn, previous)
+
+    def rollback(
+        self,
+        author: str | None = None,
+        *,
+        reason: str,
+        actor: str,
+        expect: str | None = None,
+        release_uri: str | None = None,
+    ) -> ModelEntry:
         """Retire the released twin of ``author`` (default: the model ``current()`` names) and release again
         the author's most recent earlier release that was not rolled back itself. Returns the model now
-        released; ``RegistryError`` when there is nothing to roll back to (the release stays)."""
+        released; ``RegistryError`` when there is nothing to roll back to (the release stays), or when
+        ``expect`` is given and another version would be released (the history changed meanwhile).
+        ``release_uri`` is recorded as where the restored release is published for serving."""
         if not reason.strip():
             raise ValueError("a rollback needs a reason")
         with self.engine.begin() as conn:
             conn.execute(_LOCK)
-            current = self._current(conn, author)
-            if current is None:
-                raise UnknownModel(f"{author} has no released twin to roll back" if author else "nothing is released")
-            previous = self._previous_release(conn, current)
-            if previous is None:
+            current, previous = self._rollback_pair(conn, author)
+            if expect is not None and previous != expect:
                 raise RegistryError(
-                    f"{current.author} has no earlier release to roll back to ({current.version} stays)"
+                    f"the release history of {current.author} changed meanwhile: rollback would now release "
+                    f"{previous}, not {expect}; nothing was rolled back"
                 )
             # The rolled-back version leaves first: the partial unique index allows one released per author.
             conn.execute(sa.update(models).where(models.c.version == current.version).values(state="retired"))
@@ -243,6 +292,8 @@ class ModelRegistry:
                 sa.update(models).where(models.c.version == previous).values(state="released", released_at=_NOW)
             )
             self._record(conn, previous, "release", f"rollback from {current.version}: {reason}", [], actor)
+            if release_uri is not None:
+                self._set_release_uri(conn, previous, release_uri)
             return self._require(conn, previous)
 
     def import_json(self, path: Path, *, actor: str = "migration") -> ImportReport | None:
@@ -319,6 +370,18 @@ class ModelRegistry:
             query = query.where(models.c.author_id == author)
         row = conn.execute(query.order_by(models.c.released_at.desc(), models.c.version).limit(1)).one_or_none()
         return _entry(row) if row else None
+
+    def _rollback_pair(self, conn: Connection, author: str | None) -> tuple[ModelEntry, str]:
+        current = self._current(conn, author)
+        if current is None:
+            raise UnknownModel(f"{author} has no released twin to roll back" if author else "nothing is released")
+        previous = self._previous_release(conn, current)
+        if previous is None:
+            raise RegistryError(f"{current.author} has no earlier release to roll back to ({current.version} stays)")
+        return current, previous
+
+    def _set_release_uri(self, conn: Connection, version: str, release_uri: str) -> None:
+        conn.execute(sa.update(models).where(models.c.version == version).values(release_uri=release_uri))
 
     def _previous_release(self, conn: Connection, current: ModelEntry) -> str | None:
         """The author's version, other than ``current``, whose latest release-or-rollback event is a

@@ -155,6 +155,8 @@ query_log = sa.Table(
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("error", sa.Text),
     sa.Column("flags", postgresql.JSONB, nullable=False, server_default="[]"),
+    # The registry version of the model that answered (migration 0007); null for search-only requests.
+    sa.Column("model_version", sa.Text),
     sa.Index("ix_query_log_created_at", "created_at"),
 )
 
@@ -183,6 +185,8 @@ models = sa.Table(
     sa.Column("evaluation", postgresql.JSONB),
     sa.Column("released_at", sa.TIMESTAMP(timezone=True)),
     sa.Column("state", sa.Text, nullable=False, server_default="candidate"),
+    # Where the release was published for serving, s3://bucket/releases/author/version/ (migration 0007).
+    sa.Column("release_uri", sa.Text),
     sa.CheckConstraint("state IN ('candidate', 'released', 'refused', 'retired')", name="ck_models_state"),
     sa.CheckConstraint("state <> 'released' OR released_at IS NOT NULL", name="ck_models_released_at"),
     # The invariant "the released twin": at most one released model per author.

@@ -49,8 +49,10 @@ class OpenAIController(Controller):
         build_filters: NamedDependency[FilterBuilder],
         record: NamedDependency[RequestRecord],
         llm: NamedDependency[LLMClient],
+        model_version: NamedDependency[str | None],
     ) -> Response[Any]:
-        """Chat with the twin: RAG on the last user message, earlier turns as history (system turns ignored)."""
+        """Chat with the twin: RAG on the last user message, earlier turns as history (system turns ignored);
+        ``model_version`` names the registry release that answered."""
         users = [i for i, m in enumerate(data.messages) if m.role == "user"]
         if not users:
             raise ValidationException(
@@ -71,10 +73,11 @@ class OpenAIController(Controller):
         completion_id, created = new_completion_id()
         if data.stream:
             _, pieces = pipeline.stream(request, retrieval, params)
-            return ServerSentEvent(chat_chunks(completion_id, created, TokenStream(pieces, record, llm.model_id)))
+            stream = TokenStream(pieces, record, llm.model_id, model_version)
+            return ServerSentEvent(chat_chunks(completion_id, created, stream))
         answer = pipeline.answer(request, retrieval, params)
-        record.note_generation(answer.generation)
-        return Response(chat_completion(completion_id, created, answer))
+        record.note_generation(answer.generation, model_version)
+        return Response(chat_completion(completion_id, created, answer, model_version))
 
     @get("/models", sync_to_thread=False, responses=ERROR_RESPONSES)
     def models(self, model_name: NamedDependency[str], model_created: NamedDependency[int]) -> ModelList:

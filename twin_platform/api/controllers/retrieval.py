@@ -72,15 +72,17 @@ class RetrievalController(Controller):
         build_filters: NamedDependency[FilterBuilder],
         record: NamedDependency[RequestRecord],
         llm: NamedDependency[LLMClient],
+        model_version: NamedDependency[str | None],
     ) -> Response[Any]:
-        """Answer in the author's voice from their retrieved writing; ``stream: true`` sends server-sent events."""
+        """Answer in the author's voice from their retrieved writing; ``stream: true`` sends server-sent events.
+        ``model_version`` names the registry release that answered."""
         retrieval = _retrieve(pipeline, build_filters, record, data, data.expansions)
         params = pipeline.params(data.max_tokens, data.temperature)
         request = RAGRequest(query=data.query, author_id=retrieval.filters.author_id, k=data.k)
         if data.stream:
             context, pieces = pipeline.stream(request, retrieval, params)
-            stream = TokenStream(pieces, record, llm.model_id)
+            stream = TokenStream(pieces, record, llm.model_id, model_version)
             return ServerSentEvent(rag_events(stream, retrieval, context.sources))
         answer = pipeline.answer(request, retrieval, params)
-        record.note_generation(answer.generation)
-        return Response(rag_response(answer))
+        record.note_generation(answer.generation, model_version)
+        return Response(rag_response(answer, model_version))

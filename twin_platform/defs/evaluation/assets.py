@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from twin_platform.adapters.artifacts import ArtifactRef
+from twin_platform.adapters.aws_release import ReleaseError, release_publisher
 from twin_platform.adapters.evaluation_tracking import log_experiments
 from twin_platform.adapters.llm.factory import base_model, build_judge, local_batch_generator, model_folder
 from twin_platform.adapters.llm.local import LocalClient
@@ -237,9 +238,11 @@ def read_report(ref: ArtifactRef) -> EvaluationReport:
     **TRAINING,
     kinds={"python"},
     automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
-    description="Releases the evaluated twin: it becomes the author's released model in the registry (the "
-    "previous release is retired) and the API switches to it without a restart. Runs only when every release "
-    "gate on evaluation_report passed; override with `twin models release VERSION --force --reason ...`.",
+    description="Releases the evaluated twin: with TWIN_RELEASE_S3_BUCKET it is uploaded to "
+    "s3://BUCKET/PREFIX/AUTHOR/VERSION/ and the pointer AUTHOR/current.json moved to it, then it becomes the "
+    "author's released model in the registry (the previous release is retired), and with TWIN_RELEASE_ASG_NAME an "
+    "instance refresh makes the TGI hosts load it; the API switches to it without a restart. Runs only when every "
+    "release gate on evaluation_report passed; override with `twin models release VERSION --force --reason ...`.",
 )
 def model_release(
     context: dg.AssetExecutionContext, twin: TwinResource, evaluation_report: ArtifactRef
@@ -249,15 +252,34 @@ def model_release(
         failed = ", ".join(g.name for g in report.failed_gates)
         raise dg.Failure(f"twin {report.twin_version} failed its release gates ({failed}); nothing was released")
     registry = twin.runtime.models
+    settings = twin.runtime.settings
     gates = [Gate.model_validate(g) for g in report.registry_evaluation("")["gates"]]  # type: ignore[attr-defined]
-    entry = registry.release(
-        report.twin_version, reason="every release gate passed", gates=gates, actor=_actor(context)
-    )
+    # Upload, then the S3 pointer, then the registry: a failed upload releases nothing (see aws_release).
+    try:
+        publisher = release_publisher(settings, registry, lambda e: model_folder(e, settings))
+        published = publisher.release(
+            report.twin_version, reason="every release gate passed", gates=gates, actor=_actor(context)
+        )
+    except ReleaseError as exc:
+        raise dg.Failure(str(exc)) from exc
+    entry = published.entry
+    for line in published.lines():
+        context.log.info(line)
+    publication = published.as_json()
+    if published.refresh is not None and not published.refresh.ok:
+        # Registry and pointer name the new twin, the hosts do not yet: materializing again retries the refresh.
+        raise dg.Failure(
+            f"{entry.version} is released (registry and S3 pointer), but the TGI hosts were not refreshed: "
+            f"{published.refresh.detail}",
+            metadata={"publication": dg.MetadataValue.json(publication)},
+        )
     return dg.MaterializeResult(
         data_version=dg.DataVersion(entry.version),
         metadata={
             "released": entry.model_id,
             "version": entry.version,
+            "release_uri": entry.release_uri or "not published (TWIN_RELEASE_S3_BUCKET unset)",
+            "publication": dg.MetadataValue.json(publication),
             "perplexity_twin_vs_base": dg.MetadataValue.json(
                 {"twin": report.models["twin"].perplexity, "base": report.models["base"].perplexity}
             ),
