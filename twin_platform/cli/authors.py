@@ -11,11 +11,24 @@ from rich.table import Table
 from twin_platform.adapters.runtime import open_runtime
 from twin_platform.cli.console import fail, literal, out, print_json
 from twin_platform.cli.instance import add_author_partitions
+from twin_platform.collection.ingest import UnknownAuthorError, resolve_registered
 from twin_platform.domain.authors import Author
 from twin_platform.domain.documents import Platform, platform_for_url
+from twin_platform.domain.ports import AuthorRegistry
 from twin_platform.settings import Settings
 
 app = typer.Typer(help="Register and list authors (each is a Dagster partition).", no_args_is_help=True)
+
+AUTHOR_HELP = "name, alias or id"
+
+
+def resolve_author(registry: AuthorRegistry, name: str) -> Author:
+    """What every ``--author`` option takes: a registered author's full name, alias or id (case and spacing
+    ignored). Unknown: exit 2 with the closest registered authors."""
+    try:
+        return resolve_registered(registry, name)
+    except UnknownAuthorError as exc:
+        raise fail(str(exc)) from None
 
 
 def author_json(author: Author) -> dict[str, object]:

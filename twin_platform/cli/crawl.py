@@ -6,8 +6,8 @@ import typer
 from rich.panel import Panel
 
 from twin_platform.adapters.runtime import open_runtime
+from twin_platform.cli.authors import AUTHOR_HELP, resolve_author
 from twin_platform.cli.console import err, fail, literal, out, print_json
-from twin_platform.collection.ingest import UnknownAuthorError, resolve_registered
 from twin_platform.collection.sources import store_crawl
 from twin_platform.domain.crawling import FetchError
 from twin_platform.domain.documents import Platform
@@ -18,7 +18,7 @@ PREVIEW_CHARS = 1200
 
 def crawl_command(
     url: str = typer.Argument(..., help="A profile, publication, post, article or repository URL (or a local repo)."),
-    author: str | None = typer.Option(None, "--author", help="Store what is found for this author."),
+    author: str | None = typer.Option(None, "--author", help=f"Store what is found for this author ({AUTHOR_HELP})."),
     platform: Platform | None = typer.Option(None, "--platform", help="Crawler to use (default: by host)."),
     ignore_robots: bool = typer.Option(False, "--ignore-robots", help="Do not obey robots.txt."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (with full content)."),
@@ -26,10 +26,7 @@ def crawl_command(
     """Crawl URL and print the documents found; with --author they are stored too. Exit 2 when it fails."""
     settings = Settings()
     with open_runtime(settings) as runtime:
-        try:
-            target = resolve_registered(runtime.authors, author) if author else None
-        except UnknownAuthorError as exc:
-            raise fail(str(exc)) from None
+        target = resolve_author(runtime.authors, author) if author else None
         respect = not ignore_robots and (target.respect_robots_txt if target else True)
         try:
             with err.status(literal("crawling ", url, " ..."), spinner="dots"):

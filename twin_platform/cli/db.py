@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import typer
+from sqlalchemy import make_url
 
 from twin_platform.adapters.postgres.database import (
     DatabaseError,
     current_revision,
     database_url,
     downgrade,
+    libpq_url,
     make_engine,
     redact,
     upgrade,
 )
 from twin_platform.adapters.postgres.embedded import EmbeddedPostgres
-from twin_platform.cli.console import fail, literal, out, print_json
+from twin_platform.cli.console import err, fail, literal, out, print_json
+from twin_platform.cli.lifecycle import keep_embedded_server
 from twin_platform.settings import Settings
 
 app = typer.Typer(help="Start, stop and migrate the platform's Postgres.", no_args_is_help=True)
@@ -26,7 +29,9 @@ def _embedded(settings: Settings) -> EmbeddedPostgres | None:
 
 @app.command()
 def start() -> None:
-    """Start the embedded Postgres (or check the external one) and apply migrations."""
+    """Start the embedded Postgres (or check the external one) and apply migrations; it stays up until
+    `twin db stop`."""
+    keep_embedded_server()
     settings = Settings()
     try:
         engine = make_engine(database_url(settings))
@@ -50,15 +55,16 @@ def stop() -> None:
 
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Whether the database is running, and where."""
+    """Whether the database is running, and where; the data dir and where that came from. Exit 1: not running."""
     settings = Settings()
     embedded = _embedded(settings)
-    info: dict[str, object]
+    data_dir, source = settings.data_location
+    info: dict[str, object] = {"data_dir": str(data_dir), "data_dir_source": source}
     if embedded is None:
-        info = {"mode": "external", "url": redact(settings.database_url.get_secret_value())}  # type: ignore[union-attr]
+        info |= {"mode": "external", "url": redact(settings.database_url.get_secret_value())}  # type: ignore[union-attr]
     else:
         state = embedded.status()
-        info = {
+        info |= {
             "mode": "embedded",
             "running": state.running,
             "pid": state.pid,
@@ -75,12 +81,32 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
 
 
 @app.command()
-def url() -> None:
-    """Print the database URL (password masked), starting the embedded server if needed."""
+def url(
+    sqlalchemy: bool = typer.Option(
+        False, "--sqlalchemy", help="SQLAlchemy's form (postgresql+psycopg://...), as TWIN_DATABASE_URL takes it."
+    ),
+    show_password: bool = typer.Option(False, "--show-password", help="Include the password (external servers)."),
+) -> None:
+    """Print the database URL for psql (`psql "$(twin db url)"`), starting the embedded server if needed; it
+    stays up until `twin db stop`. Without --show-password a password is left out (psql asks for it; with
+    --sqlalchemy it is masked)."""
+    keep_embedded_server()
+    settings = Settings()
+    embedded = _embedded(settings)
+    was_running = embedded is not None and embedded.status().running
     try:
-        typer.echo(redact(database_url(Settings())))
+        url = database_url(settings)
     except DatabaseError as exc:
         raise fail(str(exc)) from None
+    if sqlalchemy:
+        typer.echo(url if show_password else redact(url))
+    else:
+        port = embedded.status().port if embedded is not None else None
+        typer.echo(libpq_url(url, port=port, with_password=show_password))
+        if make_url(url).password and not show_password:
+            err.print("the password is left out (psql asks for it, or reads PGPASSWORD); --show-password includes it")
+    if embedded is not None and not was_running:
+        err.print(literal("started the embedded Postgres (data dir ", settings.data_path, "); `twin db stop` stops it"))
 
 
 @app.command("upgrade")

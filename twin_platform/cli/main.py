@@ -12,6 +12,7 @@ from twin_platform.cli.api import api_command, keys_app
 from twin_platform.cli.crawl import crawl_command
 from twin_platform.cli.demo import demo_command
 from twin_platform.cli.importing import import_command
+from twin_platform.cli.lifecycle import track_embedded_server
 from twin_platform.cli.materialize import materialize_command
 from twin_platform.cli.search import search_command
 from twin_platform.cli.up import up_command
@@ -39,10 +40,11 @@ app.command("up")(up_command)
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")) -> None:
+def main(ctx: typer.Context, verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    track_embedded_server(ctx)  # one-shot commands stop an embedded Postgres they had to start
 
 
 if __name__ == "__main__":

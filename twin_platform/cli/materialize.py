@@ -1,7 +1,8 @@
 """``twin materialize``: run assets headless, recorded in the same Dagster instance as the UI.
 
 SIGINT (Ctrl-C) and SIGTERM stop the command: the run in progress fails, no further run starts, and
-it exits with 128 + the signal's number. The embedded Postgres keeps running, as after every command.
+it exits with 128 + the signal's number. An embedded Postgres this command had to start is stopped when
+it exits, as after every one-shot command (``twin_platform.cli.lifecycle``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 import typer
 
+from twin_platform.cli.authors import AUTHOR_HELP, resolve_author
 from twin_platform.cli.console import fail, literal, out
-from twin_platform.cli.instance import get_instance
+from twin_platform.cli.instance import add_author_partitions, get_instance
 from twin_platform.settings import Settings
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -86,6 +88,7 @@ def materialize_assets(
     """Materialize ``select`` (Dagster selection syntax; everything by default).
 
     Per-author assets run once per author partition; the rest (the dbt marts) run once afterwards.
+    ``authors`` are registered authors' names, aliases or ids (every one by default).
     No run starts after ``stop`` (when given) has received a signal.
     """
     import dagster as dg
@@ -105,12 +108,15 @@ def materialize_assets(
         raise fail(f"--select {select!r} matches no asset")
     partitioned = {k for k in keys if graph.get(k).partitions_def is not None}
     unpartitioned = set(keys) - partitioned
+    if authors:
+        from twin_platform.adapters.runtime import open_runtime
+
+        with open_runtime(settings) as runtime:
+            authors = list(dict.fromkeys(resolve_author(runtime.authors, name).id for name in authors))
+        add_author_partitions(settings, authors)  # registered authors are partitions (also of a new instance)
     with get_instance(settings) as instance:
         known = instance.get_dynamic_partitions(AUTHORS_PARTITION)
         partitions = authors or known
-        unknown = [author for author in partitions if author not in known]
-        if unknown:
-            raise fail(f"unknown author partition(s): {', '.join(unknown)} (registered: {', '.join(known) or 'none'})")
         if partitioned and not partitions:
             raise fail("no authors are registered: run `twin demo` or `twin authors add NAME` first")
         runs: list[tuple[str, set[dg.AssetKey], str | None]] = []
@@ -149,7 +155,9 @@ def materialize_command(
     select: str | None = typer.Option(
         None, "--select", help="Asset selection, e.g. 'raw_documents' or 'key:raw_documents+' (default: all)."
     ),
-    author: list[str] = typer.Option([], "--author", help="Author partition(s); default: every author."),
+    author: list[str] = typer.Option(
+        [], "--author", help=f"Only these authors ({AUTHOR_HELP}; repeatable); default: every author."
+    ),
 ) -> None:
     """Materialize assets without the UI; exits 1 if a run fails, 128 + N when stopped by signal N."""
     with StopSignals() as stop:

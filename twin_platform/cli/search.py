@@ -8,8 +8,8 @@ import typer
 from rich.table import Table
 
 from twin_platform.adapters.runtime import open_runtime
+from twin_platform.cli.authors import AUTHOR_HELP, resolve_author
 from twin_platform.cli.console import err, fail, literal, out, print_json
-from twin_platform.collection.ingest import UnknownAuthorError, resolve_registered
 from twin_platform.domain.documents import Category, Platform
 from twin_platform.domain.retrieval import SearchFilters
 from twin_platform.rag.search import hybrid_search
@@ -18,7 +18,7 @@ from twin_platform.settings import Settings
 
 def search_command(
     query: str = typer.Argument(..., help="What to look for, in plain words."),
-    author: str | None = typer.Option(None, "--author", help="Only this author's chunks."),
+    author: str | None = typer.Option(None, "--author", help=f"Only this author's chunks ({AUTHOR_HELP})."),
     k: int = typer.Option(5, "--k", min=1, max=100, help="How many chunks to show."),
     platform: list[Platform] = typer.Option([], "--platform", help="Only these platforms (repeatable)."),
     category: list[Category] = typer.Option([], "--category", help="Only these categories (repeatable)."),
@@ -30,10 +30,7 @@ def search_command(
     if not query.strip():
         raise fail("the query is empty")
     with open_runtime(Settings()) as runtime:
-        try:
-            author_id = resolve_registered(runtime.authors, author).id if author else None
-        except UnknownAuthorError as exc:
-            raise fail(str(exc)) from None
+        author_id = resolve_author(runtime.authors, author).id if author else None
         filters = SearchFilters(
             author_id=author_id,
             platforms=tuple(platform),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from twin_platform.collection.importers import exports, folder, handbook
 from twin_platform.collection.report import ImportReport, Rejection, Skipped
-from twin_platform.domain.authors import Author
+from twin_platform.domain.authors import Author, close_matches
 from twin_platform.domain.documents import DocumentDraft, RawDocument
 from twin_platform.domain.ports import AuthorRegistry, DocumentWarehouse
 
@@ -86,10 +86,23 @@ def ingest(
 
 
 def resolve_registered(authors: AuthorRegistry, name: str) -> Author:
+    """The registered author ``name`` (a full name, an alias or an id) refers to; every ``--author`` uses this.
+
+    Unknown names raise :class:`UnknownAuthorError` naming the closest registered authors.
+    """
     author = authors.find_by_name(name)
-    if author is None:
-        raise UnknownAuthorError(f"author {name!r} is not registered; add it first with: twin authors add {name!r}")
-    return author
+    if author is not None:
+        return author
+    registered = authors.list()
+    add = f"twin authors add {name!r}"
+    suggestions = close_matches(registered, name)
+    if suggestions:
+        meant = " or ".join(f"{a.full_name!r} (id {a.id})" for a in suggestions)
+        raise UnknownAuthorError(f"author {name!r} is not registered. Did you mean {meant}? Or add it: {add}")
+    if registered:
+        shown = ", ".join(a.id for a in registered[:10]) + (", ..." if len(registered) > 10 else "")
+        raise UnknownAuthorError(f"author {name!r} is not registered (registered: {shown}). Add it with: {add}")
+    raise UnknownAuthorError(f"author {name!r} is not registered; add it first with: {add}")
 
 
 def import_path(

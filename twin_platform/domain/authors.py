@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -105,7 +106,29 @@ class Author(BaseModel):
         )
 
 
+def _lookup_key(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
 def find_author(authors: Iterable[Author], name: str) -> Author | None:
     """The author ``name`` (a full name, an alias or an id; case and spacing ignored) refers to."""
-    wanted = " ".join(name.split()).casefold()
-    return next((author for author in authors if wanted in author.names()), None)
+    wanted = _lookup_key(name)
+    return next((author for author in authors if wanted in {_lookup_key(n) for n in author.names()}), None)
+
+
+def close_matches(authors: Iterable[Author], name: str, limit: int = 3, cutoff: float = 0.6) -> list[Author]:
+    """Registered authors ``name`` may have meant, best first: an id, full name or alias that is similar
+    (difflib ratio at least ``cutoff``) or contains it (``jane`` for Jane Doe)."""
+    wanted = _lookup_key(name)
+    if not wanted:
+        return []
+    scored: list[tuple[float, str, Author]] = []
+    for author in authors:
+        score = max(
+            1.0 if wanted in candidate else difflib.SequenceMatcher(None, wanted, candidate).ratio()
+            for candidate in (_lookup_key(n) for n in author.names())
+        )
+        if score >= cutoff:
+            scored.append((score, author.id, author))
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    return [author for _, _, author in scored[:limit]]

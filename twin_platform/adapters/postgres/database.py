@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -32,6 +33,38 @@ def normalize_url(url: str) -> str:
 def redact(url: str) -> str:
     """The URL with its password masked, for messages and logs."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def libpq_url(url: str, *, port: int | None = None, with_password: bool = False) -> str:
+    """``url`` (a SQLAlchemy URL) as a libpq connection URI that ``psql`` and ``psycopg.connect`` accept.
+
+    No ``+driver``; a unix socket folder goes into the ``host`` query parameter (with ``port`` when known),
+    every part percent-encoded as libpq decodes it. The password is left out unless ``with_password``:
+    psql then asks for it, or reads ``PGPASSWORD`` / ``~/.pgpass``.
+    """
+    parsed = make_url(url)
+    query: list[tuple[str, str]] = []
+    for key, value in parsed.query.items():
+        query += [(key, v) for v in ((value,) if isinstance(value, str) else value)]
+    host = parsed.host or ""
+    port = parsed.port or port
+    if host.startswith("/"):  # a socket folder is not a host name: it goes into the query
+        query.insert(0, ("host", host))
+        host = ""
+    if not host and port and not any(key == "port" for key, _ in query):
+        query.append(("port", str(port)))
+    netloc = quote(parsed.username or "", safe="")
+    if with_password and parsed.password:
+        netloc += ":" + quote(str(parsed.password), safe="")
+    if netloc:
+        netloc += "@"
+    if host:
+        netloc += f"[{host}]" if ":" in host else quote(host, safe="")
+        if port:
+            netloc += f":{port}"
+    search = "&".join(f"{quote(key, safe='')}={quote(value, safe='/')}" for key, value in query)
+    database = quote(parsed.database or "", safe="")
+    return f"postgresql://{netloc}/{database}" + (f"?{search}" if search else "")
 
 
 def database_url(settings: Settings) -> str:

