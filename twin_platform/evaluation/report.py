@@ -148,7 +148,9 @@ def evaluate_twin(
     under_test = []
     for candidate in candidates:
         progress(f"{candidate.role}: answering {len(held_out)} held-out instructions")
+        role_started = time.perf_counter()
         generations = candidate.generate([[Message("user", s.instruction)] for s in held_out], params)
+        timings[f"generation_{candidate.role}"] = time.perf_counter() - role_started
         under_test.append(ModelUnderTest(candidate.model_id, generations, candidate.scorer))
     timings["generation"] = time.perf_counter() - started
     started = time.perf_counter()

@@ -132,26 +132,36 @@ def _from_llm(data: object, authors: Sequence[Author]) -> SearchFilters:
         raise ValueError("not a JSON object")
     known = {name: a.id for a in authors for name in a.names()}
     author = data.get("author")
-    author_id = known.get(str(author).strip().casefold()) if author else None
-    platform = Platform(data["platform"]) if data.get("platform") else None
-    category = Category(data["category"]) if data.get("category") else None
+    author_id = known.get(str(author).strip().casefold()) if author else None  # an unknown author: no filter
+    # Unknown platforms and categories raise ValueError (the rules take over); "LinkedIn" is "linkedin".
+    platform = Platform(str(data["platform"]).strip().lower()) if data.get("platform") else None
+    category = Category(str(data["category"]).strip().lower()) if data.get("category") else None
 
     def day(key: str) -> datetime | None:
         value = data.get(key)
-        return datetime.fromisoformat(str(value)).replace(tzinfo=UTC) if value else None
+        if not value:
+            return None
+        moment = datetime.fromisoformat(str(value))
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
+    after, before = day("published_after"), day("published_before")
+    if after and before and after >= before:
+        raise ValueError("published_after is not before published_before")
     return SearchFilters(
         author_id=author_id,
         platforms=(platform,) if platform else (),
         categories=(category,) if category else (),
-        published_after=day("published_after"),
-        published_before=day("published_before"),
+        published_after=after,
+        published_before=before,
     )
 
 
 def self_query(
     question: str, authors: Sequence[Author], llm: LLMClient | None = None, now: datetime | None = None
 ) -> SelfQueryResult:
+    """The question's filters: from ``llm`` when one is given and it answers one JSON object whose values check
+    out (an unknown author is dropped; an unknown platform or category, a bad or inverted date, no JSON or an
+    LLM error mean the rules decide), else from the rules."""
     if llm is not None:
         names = ", ".join(a.full_name for a in authors) or "none"
         messages = [
