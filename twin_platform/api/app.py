@@ -15,6 +15,7 @@ from twin_platform.api.controllers.health import HealthController
 from twin_platform.api.controllers.openai_compat import OpenAIController
 from twin_platform.api.controllers.retrieval import RetrievalController
 from twin_platform.api.dependencies import DEPENDENCIES
+from twin_platform.api.docs import SCHEMA_PATH, docs_assets, docs_plugins
 from twin_platform.api.problems import problem_details
 from twin_platform.api.query_log import QueryLogMiddleware
 from twin_platform.api.security import is_loopback
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None, state: ApiState | None = None) 
 
     origins = [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]
     return Litestar(
-        route_handlers=[RetrievalController, OpenAIController, HealthController],
+        route_handlers=[RetrievalController, OpenAIController, HealthController, *docs_assets()],
         dependencies=DEPENDENCIES,
         before_request=strict_body,
         middleware=[QueryLogMiddleware(query_log)],
@@ -56,8 +57,10 @@ def create_app(settings: Settings | None = None, state: ApiState | None = None) 
             title="twin_platform RAG API",
             version="0.2.0",
             description="Query an author's twin: retrieval over everything they wrote, answers in their voice. "
-            "Every /v1 route needs an API key (Authorization: Bearer <key>); errors are RFC 9457 problem details.",
+            "Every /v1 route needs an API key (`Authorization: Bearer <key>`); errors are RFC 9457 problem details.",
             components=Components(security_schemes={"apiKey": SecurityScheme(type="http", scheme="bearer")}),
             security=[{"apiKey": []}],
+            path=SCHEMA_PATH,
+            render_plugins=docs_plugins(),  # served from installed packages: the pages render offline
         ),
     )

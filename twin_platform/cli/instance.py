@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
+nux:  # no "join the community" dialog over the local UI
+  enabled: false
 run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
