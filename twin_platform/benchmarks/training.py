@@ -1,25 +1,40 @@
-"""Training benchmark: SFT and DPO tokens/s for the base model on this machine, and what the Dagster
-asset costs over calling trl directly on the same data (goal: within 10%).
+"""Training benchmarks. Each prints one JSON document.
 
-The data are the demo author's passages with fixed instructions (no generation: this measures
-training). The direct run is a plain trl script: load, LoRA, train, save. The asset run is a real
-``dg.materialize`` of ``sft_adapter`` / ``dpo_adapter`` on an ephemeral instance, reading its inputs
-through the artifact IO manager and publishing its adapter, loss curve and metadata. Everything is
-written under a scratch data dir that is removed at the end. Prints one JSON document.
+``--device cpu`` (the default): SFT and DPO tokens/s for the base model on this machine, and what the Dagster
+asset costs over calling trl directly on the same data (goal: within 10%). The data are the demo author's
+passages with fixed instructions (no generation: this measures training). The direct run is a plain trl
+script: load, LoRA, train, save. The asset run is a real ``dg.materialize`` of ``sft_adapter`` /
+``dpo_adapter`` on an ephemeral instance, reading its inputs through the artifact IO manager and publishing
+its adapter, loss curve and metadata.
 
-    twin bench training [--sft-steps 12] [--dpo-steps 8]
+``--device cuda``: the platform's own SFT (``twin_platform.training.trainers.train_sft``) on the same data
+and the same settings twice, with unsloth (the ``gpu`` extra) and with plain trl + peft, each in a fresh
+process (importing unsloth patches transformers and trl for the whole process), each after a few warm-up
+steps; tokens/s and peak GPU memory (``torch.cuda.max_memory_allocated``) of both, and the speed-up
+(goal: unsloth at least 1.5x plain trl).
+
+Everything is written under a scratch data dir that is removed at the end.
+
+    twin bench training [--device cpu|cuda] [--sft-steps N] [--dpo-steps 8] [--warmup-steps 5]
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib.util
+import multiprocessing
 import os
 import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from unittest import mock
 
 from twin_platform.adapters.llm.factory import base_model
 from twin_platform.datasets.curation import passages
@@ -35,6 +50,10 @@ from twin_platform.training.trainers import dpo_rows, sft_rows
 DEMO_CORPUS = Path(__file__).resolve().parents[1] / "demo" / "corpus"
 AUTHOR = "bench"
 CATEGORIES = {"articles": Category.ARTICLE, "posts": Category.POST, "repositories": Category.REPOSITORY}
+GPU_EXTRA = 'pip install -c constraints-cuda.txt ".[gpu]"'
+BACKENDS = ("trl", "unsloth")  # plain trl + peft, then the same training through unsloth
+SPEEDUP_GOAL = 1.5
+T = TypeVar("T")
 REJECTED = (
     "There are many factors to consider here. In general, it depends on your use case, your data and your "
     "team. It is important to evaluate the options carefully and choose the approach that best fits your needs."
@@ -255,4 +274,154 @@ def run(sft_steps: int = 12, dpo_steps: int = 8) -> dict[str, Any]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --- --device cuda: unsloth against plain trl -----------------------------------------------------------------
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why the CUDA benchmark cannot run here, or None when it can."""
+    import torch
+
+    if not torch.cuda.is_available():
+        built_for = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU only"
+        return (
+            f"no CUDA device is available here (torch {torch.__version__}, built for {built_for}); run it on a "
+            f"machine with an NVIDIA GPU, installed with `{GPU_EXTRA}`"
+        )
+    if importlib.util.find_spec("unsloth") is None:
+        return f"unsloth is not installed (the gpu extra): `{GPU_EXTRA}`"
+    return None
+
+
+def in_fresh_process(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in a new interpreter (spawned, so nothing imported here leaks into it)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def sft_throughput(
+    backend: str, options: TrainingOptions, rows: list[dict[str, Any]], out: Path, warmup_steps: int
+) -> dict[str, Any]:
+    """One backend's SFT through the platform's trainer: tokens/s and peak GPU memory of ``options.sft.max_steps``
+    steps after ``warmup_steps`` (kernels compiled, caches warm). Run it in a fresh process: unsloth must be
+    imported before transformers and trl, and once imported it patches them for the whole process."""
+    if backend == "unsloth":
+        reason = cuda_unavailable_reason()
+        if reason:
+            raise RuntimeError(f"unsloth cannot run: {reason}")
+        import unsloth  # noqa: F401  (first, as unsloth requires)
+    import torch
+
+    from twin_platform.training import trainers
+
+    # Plain trl: the trainer's path on a CUDA machine without the gpu extra.
+    plain = mock.patch.object(trainers, "use_unsloth", return_value=False)
+    with plain if backend == "trl" else contextlib.nullcontext():
+        if warmup_steps:
+            warmup = dataclasses.replace(options, sft=dataclasses.replace(options.sft, max_steps=warmup_steps))
+            trainers.train_sft(
+                warmup, rows, [], adapter_dir=out / "warmup" / "adapter", checkpoint_dir=out / "warmup" / "checkpoints"
+            )
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        result = trainers.train_sft(options, rows, [], adapter_dir=out / "adapter", checkpoint_dir=out / "checkpoints")
+        peak = int(torch.cuda.max_memory_allocated()) if cuda else None
+    return {
+        "trainer_backend": result.backend,
+        "train_seconds": round(result.metrics["train_runtime"], 3),
+        "trl_counted_tokens": result.metrics.get("train_tokens", 0.0),
+        "peak_memory_bytes": peak,
+        "peak_memory_gib": round(peak / 2**30, 3) if peak is not None else None,
+        "final_loss": result.losses[-1] if result.losses else None,
+    }
+
+
+def sample_tokens(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> float:
+    """Mean tokens per SFT sample (chat template applied, truncated as training truncates)."""
+    from twin_platform.training.trainers import sft_rows
+
+    lengths = [
+        min(max_length, len(tokenizer.apply_chat_template([*row["prompt"], *row["completion"]], return_dict=False)))
+        for row in sft_rows(rows)
+    ]
+    return sum(lengths) / len(lengths)
+
+
+def compare_backends(
+    options: TrainingOptions,
+    rows: list[dict[str, Any]],
+    tokens_per_sample: float,
+    scratch: Path,
+    warmup_steps: int,
+    backends: tuple[str, ...] = BACKENDS,
+) -> dict[str, dict[str, Any]]:
+    """Each backend in its own fresh process, on the same rows with the same options. Tokens are counted the
+    same way for both (mean sample length x samples seen), so the speed-up is the ratio of training times."""
+    stage = options.sft
+    tokens = tokens_per_sample * stage.max_steps * stage.batch_size * stage.grad_accum
+    figures = {}
+    for backend in backends:
+        run = in_fresh_process(sft_throughput, backend, options, rows, scratch / backend, warmup_steps)
+        run["tokens_per_second"] = round(tokens / run["train_seconds"], 1) if run["train_seconds"] else 0.0
+        figures[backend] = run
+    return figures
+
+
+def run_cuda(sft_steps: int = 60, warmup_steps: int = 5) -> dict[str, Any]:
+    import torch
+    from transformers import AutoTokenizer
+
+    from twin_platform.defs.training.common import training_options
+
+    reason = cuda_unavailable_reason()
+    if reason:
+        raise RuntimeError(reason)
+    base = base_model(Settings())  # the converted SmolLM2 is reused from the main data dir
+    scratch = Path(tempfile.mkdtemp(prefix="twin-bench-training-cuda-"))
+    try:
+        settings = Settings(data_dir=scratch / "data")
+        options = training_options(settings, base)
+        # No checkpoint inside the measured steps: saving is not training.
+        options = dataclasses.replace(
+            options, sft=dataclasses.replace(options.sft, max_steps=sft_steps, save_steps=sft_steps + 1)
+        )
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        instructions, _ = demo_samples(tokenizer, settings.dataset_passage_tokens)
+        rows = [s.as_row() for s in instructions]
+        figures = compare_backends(
+            options, rows, sample_tokens(tokenizer, rows, options.max_length), scratch, warmup_steps
+        )
+        trl, unsloth = figures["trl"], figures["unsloth"]
+        speedup = unsloth["tokens_per_second"] / trl["tokens_per_second"] if trl["tokens_per_second"] else 0.0
+        return {
+            "machine": {
+                "gpu": torch.cuda.get_device_name(0),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "cuda": torch.version.cuda,
+                "trl": version("trl"),
+                "unsloth": version("unsloth"),
+            },
+            "model": Path(base).name if Path(base).exists() else base,
+            "samples": len(rows),
+            "sft": {
+                "steps": sft_steps,
+                "warmup_steps": warmup_steps,
+                "batch_size": options.sft.batch_size,
+                "max_length": options.max_length,
+                "lora_rank": options.lora.rank,
+                "load_in_4bit": options.load_in_4bit,
+            },
+            "trl": trl,
+            "unsloth": unsloth,
+            "speedup": round(speedup, 3),
+            "peak_memory_ratio": round(unsloth["peak_memory_bytes"] / trl["peak_memory_bytes"], 3),
+            "goal": f"unsloth tokens/s >= {SPEEDUP_GOAL}x plain trl",
+            "goal_met": speedup >= SPEEDUP_GOAL,
+        }
+    finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -40,7 +40,10 @@ def k8s_config(settings: Settings) -> dict[str, Any]:
     )
     if selector:
         pod["node_selector"] = {k.strip(): v.strip() for k, v in selector.items()}
-    return {"container_config": {"resources": resources}, "pod_spec_config": pod}
+    container: dict[str, Any] = {"resources": resources}
+    if settings.training_k8s_image:  # the CUDA trainer image; the code location's image has CPU torch
+        container["image"] = settings.training_k8s_image
+    return {"container_config": container, "pod_spec_config": pod}
 
 
 K8S_TAGS = {"dagster-k8s/config": json.dumps(k8s_config(Settings()))}
