@@ -5,6 +5,10 @@ Secrets are ``SecretStr``: their repr is masked, so they never reach logs or Dag
 
 from __future__ import annotations
 
+import os
+import re
+import tomllib
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -12,13 +16,58 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+PROJECT_NAME = "twin_platform"
+# The folder above the package: a checkout when installed editable (``pip install -e``), site-packages otherwise.
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
+
+def is_project_root(folder: Path) -> bool:
+    """Whether ``folder`` holds a pyproject.toml naming this project (a twin_platform checkout)."""
+    try:
+        project = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    name = project.get("name") if isinstance(project, dict) else None
+    return isinstance(name, str) and re.sub(r"[-_.]+", "_", name).lower() == PROJECT_NAME
+
+
+def default_data_dir(
+    cwd: Path | None = None, env: Mapping[str, str] | None = None, package_parent: Path = PACKAGE_PARENT
+) -> tuple[Path, str]:
+    """The data dir when ``TWIN_DATA_DIR`` is unset, and where that choice came from. In this order:
+
+    1. ``<checkout>/.twin`` of the twin_platform checkout around the current directory (the first folder
+       upwards with a pyproject.toml naming the project);
+    2. ``<checkout>/.twin`` of the checkout this package is installed from (an editable install), so any
+       folder gives the data dir ``make run`` uses;
+    3. ``$XDG_DATA_HOME/twin_platform``, else ``~/.local/share/twin_platform`` (a wheel or image install).
+    """
+    if cwd is None:
+        try:
+            cwd = Path.cwd()
+        except OSError:  # the current directory was deleted: no project around it
+            cwd = Path("/")
+    cwd = cwd.resolve()
+    env = os.environ if env is None else env
+    for folder in (cwd, *cwd.parents):
+        if is_project_root(folder):
+            return folder / ".twin", f"the project around the current directory ({folder})"
+    if is_project_root(package_parent):
+        return package_parent / ".twin", f"the project twin_platform is installed from ({package_parent})"
+    xdg = env.get("XDG_DATA_HOME", "")
+    if xdg and Path(xdg).is_absolute():  # the XDG spec: relative values are invalid and ignored
+        return Path(xdg) / PROJECT_NAME, "the per-user default ($XDG_DATA_HOME/twin_platform)"
+    return Path.home() / ".local" / "share" / PROJECT_NAME, "the per-user default (~/.local/share/twin_platform)"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TWIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    data_dir: Path = Field(
-        default=Path(".twin"),
-        description="Where the embedded Postgres, the Dagster instance and artifacts live.",
+    data_dir: Path | None = Field(
+        default=None,
+        description="Where the embedded Postgres, the Dagster instance and artifacts live. Unset: the .twin folder "
+        "of the twin_platform checkout around the current directory or installed from, else a per-user default "
+        "(see default_data_dir).",
     )
     database_url: SecretStr | None = Field(
         default=None,
@@ -94,6 +143,21 @@ class Settings(BaseSettings):
     artifacts_s3_endpoint_url: str | None = Field(
         default=None, description="S3-compatible endpoint (MinIO, LocalStack); unset: AWS."
     )
+    release_s3_bucket: str | None = Field(
+        default=None,
+        description="Publish each released twin here for the TGI hosts: the merged model under "
+        "{prefix}/{author}/{version}/, then the pointer {prefix}/{author}/current.json; unset: a release changes "
+        "the registry only. Credentials: the standard AWS chain; endpoint: TWIN_ARTIFACTS_S3_ENDPOINT_URL.",
+    )
+    release_s3_prefix: str = Field(default="releases", description="Key prefix of releases in the release bucket.")
+    release_asg_name: str | None = Field(
+        default=None,
+        description="Autoscaling group of the TGI hosts: an instance refresh is started once a release's pointer is "
+        "written, so the hosts load it (needs TWIN_RELEASE_S3_BUCKET); unset: no refresh.",
+    )
+    aws_region: str | None = Field(
+        default=None, description="AWS region of the release bucket and the autoscaling group; unset: the AWS chain's."
+    )
     hf_hub_repo: str | None = Field(
         default=None,
         description="Push datasets and the merged model to this Hugging Face Hub namespace (e.g. 'jane'); "
@@ -148,6 +212,11 @@ class Settings(BaseSettings):
         default="", description="Node selector for training pods, e.g. 'nvidia.com/gpu.present=true,pool=gpu'."
     )
     training_k8s_memory: str = Field(default="32Gi", description="Memory each training pod requests.")
+    training_k8s_image: str = Field(
+        default="",
+        description="Image of the training steps' pods on Kubernetes (the CUDA trainer image); empty: the code "
+        "location's image.",
+    )
     training_auto: bool = Field(
         default=False,
         description="Retrain an author by itself when the retraining sensor finds their corpus changed past "
@@ -160,8 +229,20 @@ class Settings(BaseSettings):
         "built that makes the twin stale.",
     )
     eval_max_new_tokens: int = Field(
-        default=96, ge=8, le=1024, description="Longest answer each model writes in the evaluation."
+        default=256,
+        ge=8,
+        le=1024,
+        description="Longest answer each model writes in the evaluation: the longest training answer "
+        "(TWIN_DATASET_PASSAGE_TOKENS) by default, so a twin that writes at the author's length ends before it.",
     )
+    eval_temperature: float = Field(
+        default=0.7,
+        ge=0,
+        le=2,
+        description="Sampling temperature of the evaluation's answers (the API's; 0: greedy, which makes small "
+        "models loop).",
+    )
+    eval_seed: int = Field(default=1234, description="Sampling seed of the evaluation's answers: reruns agree.")
     eval_max_samples: int = Field(
         default=0, ge=0, description="Evaluate on at most this many held-out samples (0: all); for quick runs."
     )
@@ -232,16 +313,37 @@ class Settings(BaseSettings):
     )
     dagster_host: str = Field(default="127.0.0.1", description="Dagster webserver bind address.")
     dagster_port: int = Field(default=3000, gt=0, lt=65536, description="Dagster webserver port.")
+    dagster_executor: Literal["multiprocess", "in_process", "k8s"] = Field(
+        default="multiprocess",
+        description="How a run's steps execute: a process per step (Dagster's default), all in the run's process, "
+        "or a Kubernetes Job per step (dagster-k8s; the training steps' GPU pod config applies).",
+    )
 
-    @field_validator("database_url", "mongodb_url", "api_serve_author", mode="before")
+    @field_validator(
+        "database_url",
+        "mongodb_url",
+        "api_serve_author",
+        "release_s3_bucket",
+        "release_asg_name",
+        "aws_region",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @cached_property
+    def data_location(self) -> tuple[Path, str]:
+        """The data dir as an absolute path (not created) and where it came from."""
+        if self.data_dir is not None:
+            return self.data_dir.expanduser().resolve(), "TWIN_DATA_DIR"
+        path, source = default_data_dir()
+        return path.resolve(), source
+
+    @cached_property
     def data_path(self) -> Path:
         """The data dir as an absolute path (created on first use)."""
-        path = self.data_dir.expanduser().resolve()
+        path = self.data_location[0]
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import os
 import threading
@@ -103,6 +104,29 @@ def test_local_backend_with_a_tiny_model(tiny_model_dir: Path):
     assert 1 <= generation.completion_tokens <= 16
     streamed = "".join(client.stream(MESSAGES, PARAMS))
     assert streamed.strip() == generation.text  # greedy decoding: the same text both ways
+
+
+def test_a_seed_makes_sampled_answers_repeat(tiny_model_dir: Path):
+    client = LocalClient(tiny_model_dir, model_id="tiny")
+    sampled = GenerationParams(max_tokens=16, temperature=1.5, top_p=1.0)
+    prompts = [MESSAGES, [Message("user", "Write anything at all.")]]
+
+    def run(seed: int) -> list[str]:
+        params = dataclasses.replace(sampled, seed=seed)
+        return [client.generate(MESSAGES, params).text, *(g.text for g in client.generate_batch(prompts, params))]
+
+    first = run(7)
+    assert run(7) == first  # the same seed: the same answers, one at a time and in a batch
+    assert any(run(seed) != first for seed in (8, 9, 10))  # and the seed is what decides them
+
+
+@pytest.mark.parametrize("backend", ["tgi", "openai"])
+def test_the_seed_reaches_the_server(tgi, backend: str):
+    _backend(backend, tgi.url).generate(MESSAGES, dataclasses.replace(PARAMS, seed=42))
+    _, body = tgi.requests[-1]
+    assert body["seed"] == 42
+    _backend(backend, tgi.url).generate(MESSAGES, PARAMS)
+    assert "seed" not in tgi.requests[-1][1]
 
 
 def test_breaker_opens_after_failures_and_fails_fast(tgi):

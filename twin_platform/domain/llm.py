@@ -37,6 +37,7 @@ class GenerationParams:
     top_p: float = 0.95
     stop: tuple[str, ...] = ()
     json_schema: dict[str, object] | None = None  # ask for JSON matching this schema, where supported
+    seed: int | None = None  # sampling seed (local, TGI and OpenAI-compatible servers): same seed, same answers
 
 
 class LLMError(Exception):

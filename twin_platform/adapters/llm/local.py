@@ -96,6 +96,8 @@ class LocalClient:
         }
         if sample:
             kwargs.update(temperature=params.temperature, top_p=params.top_p)
+            if params.seed is not None:  # called right before each generate(): every call starts from the seed
+                self._torch.manual_seed(params.seed)
         if params.stop:  # stop generating there (the text is cut before it, as OpenAI and TGI do)
             kwargs["stopping_criteria"] = [self._stop_criteria(params.stop)]
         return kwargs

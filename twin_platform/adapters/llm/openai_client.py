@@ -42,6 +42,8 @@ class OpenAIClient:
         }
         if params.stop:
             kwargs["stop"] = list(params.stop)
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
         if params.json_schema is not None:
             kwargs["response_format"] = {
                 "type": "json_schema",

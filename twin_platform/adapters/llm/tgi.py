@@ -64,6 +64,8 @@ class TGIClient:
         }
         if params.stop:
             kwargs["stop"] = list(params.stop)
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
         if params.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "value": params.json_schema}
         return kwargs
@@ -91,6 +93,7 @@ class TGIClient:
                 temperature=max(params.temperature, 0.01),
                 top_p=min(params.top_p, 0.99),
                 stop=list(params.stop) or None,
+                seed=params.seed,
                 details=True,
             )
             return Generation(

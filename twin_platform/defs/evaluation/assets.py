@@ -59,6 +59,18 @@ ON_NEW_MODEL = (
 )
 
 
+def evaluation_params(settings: Settings) -> GenerationParams:
+    """How every model answers in the evaluation: as the API serves (sampling at its temperature and top-p),
+    seeded so a rerun gives the same answers. Greedy decoding would measure a setting nobody serves, and makes
+    small models repeat themselves (Holtzman et al., 2020, "The Curious Case of Neural Text Degeneration")."""
+    return GenerationParams(
+        max_tokens=settings.eval_max_new_tokens,
+        temperature=settings.eval_temperature,
+        top_p=0.95,
+        seed=settings.eval_seed,
+    )
+
+
 def thresholds(settings: Settings) -> GateThresholds:
     return GateThresholds(
         perplexity_margin=settings.release_perplexity_margin,
@@ -151,7 +163,7 @@ def evaluation_report(
             held_out=held_out,
             author_passages=[r["answer"] for r in train],
             candidates=candidates,
-            params=GenerationParams(max_tokens=settings.eval_max_new_tokens, temperature=0.0),
+            params=evaluation_params(settings),
             embedder=runtime.embedder(),
             pipeline=pipeline,
             questions=questions,
