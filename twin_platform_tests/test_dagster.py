@@ -1,4 +1,4 @@
-"""The Dagster code location: definitions load, raw_documents runs in-process, the author sensor."""
+"""The Dagster code location: definitions load, raw_documents runs in-process (sensors: test_freshness.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from twin_platform.adapters.runtime import Runtime
 from twin_platform.defs.authors.partitions import AUTHORS_PARTITION
-from twin_platform.defs.authors.sensors import author_registry_sensor
 from twin_platform.defs.collection.assets import raw_documents
 from twin_platform.defs.resources import TwinResource
 from twin_platform.domain.authors import Author
@@ -51,12 +50,17 @@ def test_definitions_load():
     assert defs.resolve_assets_def("raw_documents").partitions_def == dg.DynamicPartitionsDefinition(
         name=AUTHORS_PARTITION
     )
-    assert defs.resolve_sensor_def("author_registry_sensor") is not None
-    for key in ("raw_documents", "chunk_embeddings"):
-        policy = defs.resolve_assets_def(key).specs_by_key[dg.AssetKey(key)].freshness_policy
-        assert policy is not None
-    for sensor in ("warehouse_changes_sensor", "import_folders_sensor", "twin_automation_sensor"):
+    sensors = {"author_sources_sensor", "warehouse_changes_sensor", "author_freshness_sensor", "twin_automation_sensor"}
+    for sensor in sensors:
         assert defs.resolve_sensor_def(sensor) is not None
+    graph = defs.resolve_asset_graph()
+    # Freshness is judged per author (one stale author fails the check), not by an asset-wide policy.
+    for key, check in (
+        ("raw_documents", "collected_within_a_day"),
+        ("chunk_embeddings", "caught_up_with_raw_documents"),
+    ):
+        assert "author" in str(graph.get(dg.AssetCheckKey(dg.AssetKey(key), check)).description)
+        assert defs.resolve_assets_def(key).specs_by_key[dg.AssetKey(key)].freshness_policy is None
     assert set(defs.resources or {}) == {"twin", "dbt", "platform", "artifact_store", "artifacts"}
 
 
@@ -102,31 +106,6 @@ def test_raw_documents_for_an_unregistered_author_fails_clearly(runtime: Runtime
     failure = result.failure_data_for_node("raw_documents")
     assert failure is not None
     assert "'nobody' is not in the registry" in str(failure.error)
-
-
-def evaluate(instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"twin": TwinResource()}) as context:
-        result = author_registry_sensor(context)
-    assert isinstance(result, dg.SensorResult)
-    return result
-
-
-def test_author_sensor_adds_partitions_and_requests_runs_on_change(runtime: Runtime, instance: dg.DagsterInstance):
-    runtime.authors.save(Author(full_name="Jane Doe"))
-    result = evaluate(instance)
-    [request] = result.dynamic_partitions_requests or []
-    assert isinstance(request, dg.AddDynamicPartitionsRequest)
-    assert list(request.partition_keys) == ["jane-doe"]
-    assert [r.partition_key for r in result.run_requests or []] == ["jane-doe"]
-    instance.add_dynamic_partitions(AUTHORS_PARTITION, ["jane-doe"])
-
-    quiet = evaluate(instance, result.cursor)
-    assert quiet.skip_reason is not None
-
-    runtime.authors.save(Author(full_name="Jane Doe", links={"medium": ("https://medium.com/@jane",)}))
-    changed = evaluate(instance, result.cursor)
-    assert [r.partition_key for r in changed.run_requests or []] == ["jane-doe"]
-    assert not changed.dynamic_partitions_requests
 
 
 def test_secrets_are_masked(monkeypatch: pytest.MonkeyPatch):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +13,6 @@ from twin_platform.adapters.runtime import Runtime, open_runtime
 from twin_platform.defs.authors.partitions import AUTHORS_PARTITION
 from twin_platform.defs.collection.assets import raw_documents
 from twin_platform.defs.features.assets import chunk_embeddings, chunks, cleaned_documents
-from twin_platform.defs.features.sensors import import_folders_sensor, warehouse_changes_sensor
 from twin_platform.defs.resources import TwinResource
 from twin_platform.domain.authors import Author
 from twin_platform.domain.documents import Category, Platform
@@ -208,49 +206,6 @@ def test_assets_materialize_with_checks_and_say_when_nothing_changed(runtime: Ru
     assert first["chunk_embeddings"]["embedded"] == first["chunks"]["chunks"] == 1
     second = materialize_features(instance, "jane-doe")
     assert {m["changes"] for m in second.values()} == {"no changes"}
-
-
-def test_warehouse_changes_sensor_runs_features_for_changed_authors(runtime: Runtime):
-    runtime.authors.save(Author(full_name="Jane Doe"))
-    with dg.instance_for_test() as instance:
-
-        def tick(cursor: str | None) -> dg.SensorResult:
-            with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"twin": TwinResource()}) as ctx:
-                result = warehouse_changes_sensor(ctx)
-            assert isinstance(result, dg.SensorResult)
-            return result
-
-        empty = tick(None)
-        assert empty.skip_reason is not None
-        runtime.warehouse.upsert_many([raw_document(n=1), raw_document(n=2)])
-        changed = tick(empty.cursor)
-        assert [r.partition_key for r in changed.run_requests or []] == ["jane-doe"]
-        assert changed.dynamic_partitions_requests
-        assert int(changed.cursor or 0) > int(empty.cursor or 0)
-        assert tick(changed.cursor).skip_reason is not None
-
-
-def test_import_folders_sensor_notices_a_new_file(runtime: Runtime, tmp_path: Path):
-    folder = tmp_path / "notes"
-    folder.mkdir()
-    (folder / "a.md").write_text("# A\n\nAlpha.")
-    runtime.authors.save(Author(full_name="Jane Doe", imports=(str(folder),)))
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(AUTHORS_PARTITION, ["jane-doe"])
-
-        def tick(cursor: str | None) -> dg.SensorResult:
-            with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"twin": TwinResource()}) as ctx:
-                result = import_folders_sensor(ctx)
-            assert isinstance(result, dg.SensorResult)
-            return result
-
-        first = tick(None)
-        assert first.skip_reason is not None  # the first tick only records what is there
-        assert tick(first.cursor).skip_reason is not None
-        (folder / "b.md").write_text("# B\n\nBeta.")
-        added = tick(first.cursor)
-        assert [r.partition_key for r in added.run_requests or []] == ["jane-doe"]
-        assert json.loads(added.cursor or "{}")["jane-doe"] != json.loads(first.cursor or "{}")["jane-doe"]
 
 
 def forward_batch_sizes(embedder, texts: list[str]) -> tuple[list[int], np.ndarray]:

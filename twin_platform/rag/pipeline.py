@@ -56,6 +56,11 @@ class Answer:
     generation: Generation
     prompt_version: str = PROMPT_VERSION
 
+    @property
+    def citations(self) -> list[int]:
+        """The source numbers the answer cites inline; ``[n]`` is ``context.sources[n - 1]``."""
+        return self.context.cited(self.text)
+
 
 def merge_filters(explicit: SearchFilters, inferred: SearchFilters) -> SearchFilters:
     """What the request says wins; the question fills in the rest."""

@@ -1,45 +1,73 @@
-"""Keeps Dagster's author partitions in step with the author registry, and collects new authors."""
+"""The author registry and the import folders, seen by Dagster: partitions and ``author_sources`` reports.
 
-import hashlib
+One sensor for both (their fingerprints are one value): it adds a partition for each newly registered author
+and, when an author's links, imports or import-folder files change, reports a materialization of the external
+asset ``author_sources`` with the new fingerprint as its data version. It starts no run: declarative automation
+collects the author once for that change (defs/automation.py).
+"""
+
 import json
 
 import dagster as dg
 
+from twin_platform.defs.authors.fingerprints import COLLECTED_FROM, sources_fingerprint
 from twin_platform.defs.authors.partitions import AUTHORS_PARTITION, authors_partitions
+from twin_platform.defs.automation import AUTHOR_SOURCES, DATA_VERSION_TAG, partitions_in_flight
 from twin_platform.defs.resources import TwinResource
-from twin_platform.domain.authors import Author
+
+RAW_DOCUMENTS = dg.AssetKey("raw_documents")
 
 
-def sources_fingerprint(author: Author) -> str:
-    """Changes whenever the author's links or imports change."""
-    payload = json.dumps(
-        {"links": {p.value: list(urls) for p, urls in sorted(author.links.items())}, "imports": list(author.imports)},
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def _collected_from(instance: dg.DagsterInstance, author_id: str) -> str | None:
+    """The sources fingerprint the author's latest collection run saw, if it recorded one."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=RAW_DOCUMENTS, asset_partitions=[author_id]), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    value = materialization.metadata.get(COLLECTED_FROM) if materialization else None
+    return str(value.value) if isinstance(value, dg.TextMetadataValue) else None
 
 
-@dg.sensor(
-    target=dg.AssetSelection.assets("raw_documents"),
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def author_registry_sensor(context: dg.SensorEvaluationContext, twin: TwinResource) -> dg.SensorResult:
-    """Adds a partition for each newly registered author and collects an author whose sources changed."""
+@dg.sensor(minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
+def author_sources_sensor(context: dg.SensorEvaluationContext, twin: TwinResource) -> dg.SensorResult:
+    """Adds a partition per new author; reports a change of an author's sources (registry entry or import-folder
+    files) as a materialization of author_sources. Held back while the author is being collected, then reported
+    only if the collection did not already see it."""
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     authors = twin.runtime.authors.list()
     existing = set(context.instance.get_dynamic_partitions(AUTHORS_PARTITION))
     new_partitions = [author.id for author in authors if author.id not in existing]
-    current = {author.id: sources_fingerprint(author) for author in authors}
-    run_requests = [
-        dg.RunRequest(partition_key=author_id, run_key=f"{author_id}:{fingerprint}")
-        for author_id, fingerprint in current.items()
-        if seen.get(author_id) != fingerprint
-    ]
-    if not new_partitions and not run_requests:
-        return dg.SensorResult(skip_reason="no author or source was added or changed")
+    collecting = partitions_in_flight(context.instance, [RAW_DOCUMENTS])
+    reports: list[dg.AssetMaterialization] = []
+    held: list[str] = []
+    for author in authors:
+        fingerprint = sources_fingerprint(author)
+        if seen.get(author.id) == fingerprint:
+            continue
+        if author.id in collecting:
+            held.append(author.id)
+            continue
+        seen[author.id] = fingerprint
+        if _collected_from(context.instance, author.id) == fingerprint:
+            continue  # a collection that ran after the change already saw it
+        reports.append(
+            dg.AssetMaterialization(
+                asset_key=AUTHOR_SOURCES,
+                partition=author.id,
+                tags={DATA_VERSION_TAG: fingerprint},
+                metadata={
+                    "links": sum(len(urls) for urls in author.links.values()),
+                    "import_folders": len(author.imports),
+                    "fingerprint": fingerprint,
+                },
+            )
+        )
+    cursor = json.dumps(seen, sort_keys=True)
+    if not reports and not new_partitions:
+        reason = f"held back while collecting: {', '.join(held)}" if held else "no author or source changed"
+        return dg.SensorResult(skip_reason=reason, cursor=cursor)
     return dg.SensorResult(
-        run_requests=run_requests,
+        asset_events=reports,
         dynamic_partitions_requests=[authors_partitions.build_add_request(new_partitions)] if new_partitions else [],
-        cursor=json.dumps(current, sort_keys=True),
+        cursor=cursor,
     )

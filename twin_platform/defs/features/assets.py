@@ -1,19 +1,14 @@
-"""cleaned_documents -> chunks -> chunk_embeddings, per author, refreshed when their upstream changes."""
-
-from datetime import timedelta
+"""cleaned_documents -> chunks -> chunk_embeddings, per author, refreshed when their upstream data changes."""
 
 import dagster as dg
 
 from twin_platform.adapters.postgres.feature_checks import chunk_health
 from twin_platform.defs.authors.partitions import authors_partitions
+from twin_platform.defs.automation import REFRESH_FEATURES
 from twin_platform.defs.resources import TwinResource
 from twin_platform.features.chunking import ChunkingOptions
 from twin_platform.features.cleaning import CleaningOptions
 from twin_platform.features.pipeline import refresh_chunks, refresh_cleaned, refresh_embeddings
-
-EAGER = dg.AutomationCondition.eager()
-# Collection runs daily at 03:00 UTC; a day and two hours without an update means something is stuck.
-DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=25))
 
 
 def _changed(**counts: int) -> dg.MetadataValue:
@@ -24,7 +19,7 @@ def _changed(**counts: int) -> dg.MetadataValue:
 @dg.asset(
     partitions_def=authors_partitions,
     deps=["raw_documents"],
-    automation_condition=EAGER,
+    automation_condition=REFRESH_FEATURES,
     group_name="features",
     kinds={"python", "postgres"},
     description="Raw documents cleaned per category (navigation, widgets and link clutter removed from "
@@ -48,18 +43,40 @@ def cleaned_documents(context: dg.AssetExecutionContext, twin: TwinResource) -> 
 
 
 CHUNK_CHECKS = [
-    dg.AssetCheckSpec("no_empty_chunks", asset="chunks"),
-    dg.AssetCheckSpec("no_orphan_chunks", asset="chunks"),
-    dg.AssetCheckSpec("every_document_has_chunks", asset="chunks"),
-    dg.AssetCheckSpec("chunks_fit_the_model", asset="chunks"),
-    dg.AssetCheckSpec("duplicate_chunk_rate", asset="chunks", blocking=False),
+    dg.AssetCheckSpec(
+        "no_empty_chunks", asset="chunks", description="No chunk of the author is empty or only whitespace."
+    ),
+    dg.AssetCheckSpec(
+        "no_orphan_chunks",
+        asset="chunks",
+        description="Every chunk belongs to a cleaned document of the same author that still exists (none "
+        "left behind by a removed document).",
+    ),
+    dg.AssetCheckSpec(
+        "every_document_has_chunks",
+        asset="chunks",
+        description="Every cleaned document of the author has at least one chunk, so all of it can be found.",
+    ),
+    dg.AssetCheckSpec(
+        "chunks_fit_the_model",
+        asset="chunks",
+        description="No chunk is longer than the embedding model reads (its word pieces, special tokens "
+        "excluded): a longer one would be truncated silently.",
+    ),
+    dg.AssetCheckSpec(
+        "duplicate_chunk_rate",
+        asset="chunks",
+        blocking=False,
+        description="Warning: the share of chunks whose text repeats another chunk of the author stays under "
+        "TWIN_MAX_DUPLICATE_CHUNK_RATE.",
+    ),
 ]
 
 
 @dg.asset(
     partitions_def=authors_partitions,
     deps=[cleaned_documents],
-    automation_condition=EAGER,
+    automation_condition=REFRESH_FEATURES,
     group_name="features",
     kinds={"python", "postgres"},
     check_specs=CHUNK_CHECKS,
@@ -129,13 +146,21 @@ def chunks(context: dg.AssetExecutionContext, twin: TwinResource) -> dg.Material
 @dg.asset(
     partitions_def=authors_partitions,
     deps=[chunks],
-    automation_condition=EAGER,
+    automation_condition=REFRESH_FEATURES,
     group_name="features",
     kinds={"pytorch", "postgres"},
-    freshness_policy=DAILY_FRESHNESS,
     check_specs=[
-        dg.AssetCheckSpec("embedding_dimension_matches_model", asset="chunk_embeddings"),
-        dg.AssetCheckSpec("every_chunk_embedded_by_current_model", asset="chunk_embeddings"),
+        dg.AssetCheckSpec(
+            "embedding_dimension_matches_model",
+            asset="chunk_embeddings",
+            description="Every stored vector has the current embedding model's dimension.",
+        ),
+        dg.AssetCheckSpec(
+            "every_chunk_embedded_by_current_model",
+            asset="chunk_embeddings",
+            description="Every chunk of the author has a vector, and every vector comes from the current model "
+            "(none is left from a previous one).",
+        ),
     ],
     description="Normalised sentence embeddings of every chunk in a pgvector column (HNSW, cosine) beside "
     "a tsvector (GIN) for full-text search. Only chunks without an embedding from the current model are "

@@ -59,7 +59,12 @@ def dataset_checks(asset: str) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             "minimum_size", asset=asset, blocking=True, description="Train and test splits at least the set sizes."
         ),
-        dg.AssetCheckSpec("no_empty_fields", asset=asset, blocking=True),
+        dg.AssetCheckSpec(
+            "no_empty_fields",
+            asset=asset,
+            blocking=True,
+            description="No sample has an empty instruction or answer (chosen and rejected, for preferences).",
+        ),
         dg.AssetCheckSpec(
             "no_train_test_overlap", asset=asset, blocking=True, description="No document or answer on both sides."
         ),
