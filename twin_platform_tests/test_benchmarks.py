@@ -71,8 +71,8 @@ def test_retrieval_benchmark_prints_its_figures(settings: Settings, monkeypatch)
     assert report["questions"]["kinds"] == ["title"]
     # The defaults are always measured; the grid adds the other chunking and the dense-only fusion.
     assert [(r["variant"]["chunking"], r["variant"]["fusion"]) for r in report["grid"]] == [
-        ("128:16", "rrf-60"),
-        ("200:32", "rrf-60"),
+        ("128:16", "rrf-10"),
+        ("200:32", "rrf-10"),
         ("200:32", "dense"),
     ]
     default = report["grid"][1]

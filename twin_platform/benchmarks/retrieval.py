@@ -71,11 +71,12 @@ from twin_platform.features.chunking import ChunkingOptions
 from twin_platform.features.cleaning import CleaningOptions
 from twin_platform.features.pipeline import refresh_chunks, refresh_cleaned, refresh_embeddings
 from twin_platform.rag.pipeline import RAGPipeline
+from twin_platform.rag.search import HYBRID_RRF_K0
 from twin_platform.settings import Settings
 
 DEMO_AUTHOR = Author(full_name="Mara Ellison", aliases=("M. Ellison",))  # as `twin demo` registers her
 DEFAULT_CANDIDATES = 50  # RAGPipeline's (the API does not change it)
-DEFAULT_FUSION = "rrf-60"  # hybrid_search's reciprocal rank fusion
+DEFAULT_FUSION = f"rrf-{HYBRID_RRF_K0}"  # hybrid_search's reciprocal rank fusion
 K = 10
 KINDS = ("llm", "title")
 DELTA_METRICS = ("mrr", "passage_mrr", "context_recall")
@@ -379,7 +380,7 @@ def run(
     handbook: Path | None = None,
     chunkings: Sequence[Chunking] = (Chunking(128, 16), Chunking(200, 0), Chunking(200, 32), Chunking(254, 48)),
     candidates: Sequence[int] = (20, 50, 100),
-    fusions: Sequence[str] = ("rrf-60", "rrf-10", "dense", "text"),
+    fusions: Sequence[str] = ("rrf-10", "rrf-60", "dense", "text"),
     kinds: Sequence[str] = KINDS,
     max_generated: int = 12,
     expansions: int = 2,

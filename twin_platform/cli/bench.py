@@ -105,7 +105,7 @@ def retrieval(
     ),
     candidates: str = typer.Option("20,50,100", "--candidates", help="Candidates per search leg, comma-separated."),
     fusion: str = typer.Option(
-        "rrf-60,rrf-10,dense,text", "--fusion", help="rrf-<k0>, dense (vectors only), text (full text only)."
+        "rrf-10,rrf-60,dense,text", "--fusion", help="rrf-<k0>, dense (vectors only), text (full text only)."
     ),
     questions: str = typer.Option(
         "llm,title", "--questions", help="Question kinds: llm (generated instructions), title (no LLM)."
