@@ -11,6 +11,7 @@ whose point is a running server (``twin db start``, ``twin db url``) keep it.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ class EmbeddedScope:
     was_running: bool
     keep: bool = False
     restore_sigterm: bool = False
+    # libpq's PGAPPNAME while the command runs: its own connections (a pool still open when a signal ends it)
+    # are not "others" keeping the server up. ``None``: count every connection.
+    application_name: str | None = None
+    previous_application_name: str | None = None
 
     def close(self) -> None:
         """Stop the server if this command started it and nobody else uses it."""
@@ -46,11 +51,16 @@ class EmbeddedScope:
         finally:
             if self.restore_sigterm:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if self.application_name is not None:
+                if self.previous_application_name is None:
+                    os.environ.pop("PGAPPNAME", None)
+                else:
+                    os.environ["PGAPPNAME"] = self.previous_application_name
 
     def _stop_if_started_here(self) -> None:
         if self.keep or self.was_running or not self.server.status().running:
             return
-        others = self.server.other_connections()
+        others = self.server.other_connections(exclude_application=self.application_name)
         if others:
             err.print(
                 literal(
@@ -82,7 +92,13 @@ def track_embedded_server(ctx: typer.Context) -> None:
     if settings.database_url is not None:
         return
     server = EmbeddedPostgres(settings.data_location[0] / "pgdata")
-    _current = EmbeddedScope(server, was_running=server.status().running)
+    _current = EmbeddedScope(
+        server,
+        was_running=server.status().running,
+        application_name=f"twin-cli-{os.getpid()}",
+        previous_application_name=os.environ.get("PGAPPNAME"),
+    )
+    os.environ["PGAPPNAME"] = _current.application_name  # type: ignore[assignment]
     # SIGTERM (kill, a supervisor) ends the command like Ctrl-C does, through the close below, not at once.
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -65,8 +65,9 @@ class EmbeddedPostgres:
             pgdata=self.pgdata, running=True, pid=info.pid, socket_dir=info.socket_dir, port=info.port
         )
 
-    def other_connections(self) -> int:
-        """Client connections to the running server besides the one asking (0 when it does not run or answer)."""
+    def other_connections(self, exclude_application: str | None = None) -> int:
+        """Client connections to the running server besides the one asking and those whose application_name is
+        ``exclude_application`` (a command's own pool; 0 when the server does not run or answer)."""
         state = self.status()
         if not state.running or state.socket_dir is None:
             return 0
@@ -80,7 +81,8 @@ class EmbeddedPostgres:
             ) as conn:
                 row = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-                    "AND pid <> pg_backend_pid()"
+                    "AND pid <> pg_backend_pid() AND application_name IS DISTINCT FROM %s",
+                    (exclude_application,),
                 ).fetchone()
         except psycopg.Error:
             return 0
