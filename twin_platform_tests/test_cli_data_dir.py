@@ -175,9 +175,18 @@ def test_sigterm_ends_a_one_shot_command_and_stops_the_server_it_started(tmp_pat
     project = checkout(tmp_path / "p")
     pgdata = project / ".twin" / "pgdata"
     env = {k: v for k, v in os.environ.items() if k not in {"TWIN_DATA_DIR", "DAGSTER_HOME"}}
-    # search starts the server, then loads the embedding model for seconds: the signal comes in between
+    # `twin search` starts the server, opens the runtime, then searches: the search is made to hang here, so
+    # the signal always lands while the command runs (a fast machine finished a real search before it came)
+    hanging_search = (
+        "import sys, time\n"
+        "import twin_platform.cli.search as search\n"
+        "search.hybrid_search = lambda *args, **kwargs: time.sleep(300)\n"
+        "from twin_platform.cli.main import app\n"
+        "sys.argv = ['twin', 'search', 'anything']\n"
+        "app()\n"
+    )
     process = subprocess.Popen(
-        [str(TWIN), "search", "anything"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", hanging_search], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         deadline = time.monotonic() + 120
