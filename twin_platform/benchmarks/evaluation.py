@@ -2,7 +2,8 @@
 
 It materializes the real asset for the author's partition (an ephemeral Dagster instance; inputs are the
 newest ``instruction_dataset`` and ``sft_adapter`` artifacts in ``TWIN_DATA_DIR``, the twin is the author's
-newest model in the registry), so the author must have been trained first::
+newest model in the registry), so the author must have been trained first (else the asset's own error says
+which input is missing)::
 
     twin materialize --select group:training --author mara-ellison
     twin bench evaluation --author mara-ellison
@@ -38,14 +39,6 @@ def run(author: str) -> dict[str, Any]:
     settings = Settings()
     storage = ArtifactStoreResource(data_dir=str(settings.data_path))
     store = storage.store()
-    for key in ("instruction_dataset", "sft_adapter"):
-        try:
-            store.latest(f"{key}/{author}")
-        except KeyError:
-            raise LookupError(
-                f"{author!r} has no {key} in {settings.data_path}: train the author first "
-                f"(twin materialize --select group:training --author {author})"
-            ) from None
     resources = {
         "twin": TwinResource(data_dir=str(settings.data_path)),
         "platform": PlatformSettings(data_dir=str(settings.data_path)),
@@ -65,8 +58,9 @@ def run(author: str) -> dict[str, Any]:
     )
     wall = time.perf_counter() - started
     if not result.asset_materializations_for_node("evaluation_report"):
-        failure = next((e.message for e in result.all_events if e.is_step_failure), "no materialization")
-        raise RuntimeError(f"evaluation_report failed for {author!r}: {failure}")
+        failures = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
+        failure = next((error.message.strip() for error in failures if error), "no materialization")
+        raise LookupError(f"evaluation_report failed for {author!r}: {failure}")
     report = read_report(store.latest(f"evaluation_report/{author}"))
     timings = dict(report.timings_s)
     measured = sum(v for k, v in timings.items() if not k.startswith("generation_"))

@@ -92,13 +92,14 @@ def track_embedded_server(ctx: typer.Context) -> None:
     if settings.database_url is not None:
         return
     server = EmbeddedPostgres(settings.data_location[0] / "pgdata")
+    application_name = f"twin-cli-{os.getpid()}"
     _current = EmbeddedScope(
         server,
         was_running=server.status().running,
-        application_name=f"twin-cli-{os.getpid()}",
+        application_name=application_name,
         previous_application_name=os.environ.get("PGAPPNAME"),
     )
-    os.environ["PGAPPNAME"] = _current.application_name  # type: ignore[assignment]
+    os.environ["PGAPPNAME"] = application_name
     # SIGTERM (kill, a supervisor) ends the command like Ctrl-C does, through the close below, not at once.
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
